@@ -1,0 +1,16 @@
+"""mindspore_slb: SLB (Searching for Low-bit Weights) quantization for MindSpore.
+
+A drop-in replacement for Golden Stick's ``SlbQuantAwareTraining`` that also runs on CPU.
+"""
+from mindspore.common.dtype import QuantDtype
+
+from mindspore_slb.act_quant import SlbActQuantizer
+from mindspore_slb.algorithm import SlbQuantAwareTraining
+from mindspore_slb.callbacks import BNCalibration, TemperatureScheduler, calibrate_batchnorm
+from mindspore_slb.layers import Conv2dSlbQuant
+from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer
+
+__version__ = "0.1.0"
+
+__all__ = ["SlbQuantAwareTraining", "QuantDtype", "Conv2dSlbQuant", "SlbFakeQuantizerPerLayer",
+           "SlbActQuantizer", "TemperatureScheduler", "BNCalibration", "calibrate_batchnorm"]

@@ -1,0 +1,172 @@
+"""Training callbacks: the temperature schedule and BatchNorm re-calibration."""
+import logging
+
+import numpy as np
+
+import mindspore as ms
+from mindspore import Tensor, nn
+from mindspore.train.callback import Callback
+
+from mindspore_slb.act_quant import SlbActQuantizer
+from mindspore_slb.config import SlbConfig, rise_start_epoch, temperature_at_epoch
+from mindspore_slb.layers import Conv2dSlbQuant
+from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer
+
+logger = logging.getLogger(__name__)
+
+
+def _quantizers(network):
+    return [cell for _, cell in network.cells_and_names() if isinstance(cell, SlbFakeQuantizerPerLayer)]
+
+
+def _trained_epoch(run_context, config):
+    return run_context.original_args().cur_epoch_num + config.has_trained_epoch
+
+
+class TemperatureScheduler(Callback):
+    """Sets every SLB quantizer's temperature at the start of each epoch.
+
+    Epochs are counted after ``has_trained_epoch``, so a resumed run continues the schedule of an
+    uninterrupted one. The quantizers are found in the network being trained, so the same
+    callback serves any model.
+
+    Args:
+        model (mindspore.train.Model, optional): kept for the seed document's signature; the
+            network comes from the training run itself.
+        epoch_size, has_trained_epoch, t_start_val, t_start_time, t_end_time, t_factor: the schedule.
+    """
+
+    def __init__(self, model=None, epoch_size=100, has_trained_epoch=0, t_start_val=1.0,
+                 t_start_time=0.2, t_end_time=0.6, t_factor=1.2):
+        super().__init__()
+        self.model = model
+        self.config = SlbConfig()
+        for name, value in (("epoch_size", epoch_size), ("has_trained_epoch", has_trained_epoch),
+                            ("t_start_val", t_start_val), ("t_start_time", t_start_time),
+                            ("t_end_time", t_end_time), ("t_factor", t_factor)):
+            self.config.set(name, value)
+        self.config.check_schedule()
+
+    def on_train_epoch_begin(self, run_context):
+        temperature, hard = temperature_at_epoch(_trained_epoch(run_context, self.config), self.config)
+        for quantizer in _quantizers(run_context.original_args().network):
+            quantizer.set_temperature(temperature)
+            if hard:
+                quantizer.set_temperature_end_flag()
+
+
+class BNCalibration(Callback):
+    """Re-estimates BatchNorm statistics with the hard (argmax) weights at the end of each epoch
+    once the temperature has started rising.
+
+    Soft weights during training give BatchNorm statistics of a network that is never deployed;
+    this replaces, for every BatchNorm downstream of a quantized convolution, the stored mean and
+    variance by their average over the training batches of the hard network, each BatchNorm
+    normalising with its batch statistics as in training. Trainable parameters are untouched.
+
+    Args:
+        network (Cell, optional): the quantized network (without loss); by default the one
+            being trained.
+        dataset (Dataset, optional): data whose first column feeds the network; by default the
+            training data.
+        config (SlbConfig): for the schedule.
+        num_batches (int, optional): batches per calibration; all when None.
+    """
+
+    def __init__(self, network=None, dataset=None, config=None, num_batches=None):
+        super().__init__()
+        self.network = network
+        self.dataset = dataset
+        self.config = config
+        self.num_batches = num_batches
+
+    def on_train_epoch_end(self, run_context):
+        if _trained_epoch(run_context, self.config) > rise_start_epoch(self.config):
+            run = run_context.original_args()
+            calibrate_batchnorm(self.network or run.network, self.dataset or run.train_dataset,
+                                self.num_batches)
+
+
+def calibrate_batchnorm(network, dataset, num_batches=None):
+    """Sets the moving mean and variance of every BatchNorm downstream of a quantized conv to the
+    average of its batch statistics over ``dataset`` under the hard weights.
+
+    Runs in PyNative mode, whatever the context, because it watches layer inputs through hooks.
+
+    Returns:
+        list[str]: the names of the re-estimated BatchNorm layers, in execution order.
+    """
+    sums = {}
+    state = {"after_quantized_conv": False}
+
+    def watch_conv(cell, inputs):
+        state["after_quantized_conv"] = True
+
+    def watch_batchnorm(name):
+        def hook(cell, inputs):
+            if not state["after_quantized_conv"]:
+                return
+            x = inputs[0].asnumpy().astype(np.float64)
+            axes = (0,) + tuple(range(2, x.ndim))
+            count = x.size // x.shape[1]
+            mean = x.mean(axis=axes)
+            unbiased_var = x.var(axis=axes) * count / max(count - 1, 1)
+            total = sums.setdefault(name, [cell, 0, 0.0, 0.0])
+            total[1] += 1
+            total[2] = total[2] + mean
+            total[3] = total[3] + unbiased_var
+        return hook
+
+    batchnorms = [cell for _, cell in network.cells_and_names() if isinstance(cell, nn.BatchNorm2d)]
+    # Training-mode forwards move every BatchNorm's statistics; only the calibrated ones may change.
+    saved_statistics = [(cell, cell.moving_mean.asnumpy().copy(), cell.moving_variance.asnumpy().copy())
+                        for cell in batchnorms]
+    handles = []
+    for name, cell in network.cells_and_names():
+        if isinstance(cell, Conv2dSlbQuant):
+            handles.append(cell.register_forward_pre_hook(watch_conv))
+        elif isinstance(cell, nn.BatchNorm2d):
+            handles.append(cell.register_forward_pre_hook(watch_batchnorm(name)))
+    was_training = network.training
+    previous_mode = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        network.set_train(True)
+        # Hard weights, and activation ranges as observed in training, not moved by calibration.
+        for _, cell in network.cells_and_names():
+            if isinstance(cell, (SlbFakeQuantizerPerLayer, SlbActQuantizer)):
+                cell.set_train(False)
+        for index, batch in enumerate(dataset.create_tuple_iterator(num_epochs=1)):
+            if num_batches is not None and index >= num_batches:
+                break
+            state["after_quantized_conv"] = False
+            network(batch[0])
+    finally:
+        ms.set_context(mode=previous_mode)
+        for handle in handles:
+            handle.remove()
+        network.set_train(was_training)
+        for cell, mean, variance in saved_statistics:
+            cell.moving_mean.set_data(Tensor(mean))
+            cell.moving_variance.set_data(Tensor(variance))
+    for cell, batches, mean_sum, var_sum in sums.values():
+        cell.moving_mean.set_data(Tensor((mean_sum / batches).astype(np.float32)))
+        cell.moving_variance.set_data(Tensor((var_sum / batches).astype(np.float32)))
+    logger.info("re-estimated %d BatchNorm layers with the hard weights", len(sums))
+    return list(sums)
+
+
+class _CallbackGroup(Callback):
+    """Several callbacks behind one object, for the seed document's single ``algo.callback()``."""
+
+    def __init__(self, callbacks):
+        super().__init__()
+        self.callbacks = callbacks
+
+    def on_train_epoch_begin(self, run_context):
+        for callback in self.callbacks:
+            callback.on_train_epoch_begin(run_context)
+
+    def on_train_epoch_end(self, run_context):
+        for callback in self.callbacks:
+            callback.on_train_epoch_end(run_context)

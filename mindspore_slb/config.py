@@ -1,0 +1,140 @@
+"""The SLB configuration: defaults, validation and the temperature schedule it implies.
+
+Every public setter of ``SlbQuantAwareTraining`` funnels through the validators here, so a wrong
+value is reported the same way whether it came from the config dict or from a setter.
+"""
+import math
+from dataclasses import dataclass, fields
+
+from mindspore.common.dtype import QuantDtype
+
+WEIGHT_BITS = {QuantDtype.INT1: 1, QuantDtype.INT2: 2, QuantDtype.INT4: 4}
+ACT_BITS = {QuantDtype.INT8: 8}
+
+
+def _type_name(value):
+    return type(value).__name__
+
+
+def check_quant_dtype(name, value, allowed):
+    if not isinstance(value, QuantDtype):
+        raise TypeError(f"'{name}' must be a QuantDtype, but got {value!r} of type {_type_name(value)}.")
+    if value not in allowed:
+        names = ", ".join(f"QuantDtype.{dtype.name}" for dtype in allowed)
+        raise ValueError(f"'{name}' must be one of {names}, but got QuantDtype.{value.name}.")
+    return value
+
+
+def check_bool(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"'{name}' must be a bool, but got {value!r} of type {_type_name(value)}.")
+    return value
+
+
+def check_int(name, value, minimum):
+    # bool is an int subclass in Python; True epochs is almost certainly a mistake.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"'{name}' must be an int, but got {value!r} of type {_type_name(value)}.")
+    if value < minimum:
+        raise ValueError(f"'{name}' must be an int >= {minimum}, but got {value}.")
+    return value
+
+
+def check_float(name, value, low, high=None, low_inclusive=False):
+    if not isinstance(value, float):
+        raise TypeError(f"'{name}' must be a float, but got {value!r} of type {_type_name(value)}.")
+    below = value < low if low_inclusive else value <= low
+    if not math.isfinite(value) or below or (high is not None and value > high):
+        bound = f">= {low}" if low_inclusive else f"> {low}"
+        allowed = f"in [{low}, {high}]" if high is not None else bound
+        raise ValueError(f"'{name}' must be a float {allowed}, but got {value}.")
+    return value
+
+
+_FIELD_CHECKS = {
+    "weight_quant_dtype": lambda name, value: check_quant_dtype(name, value, WEIGHT_BITS),
+    "act_quant_dtype": lambda name, value: check_quant_dtype(name, value, ACT_BITS),
+    "enable_act_quant": check_bool,
+    "enable_bn_calibration": check_bool,
+    "epoch_size": lambda name, value: check_int(name, value, 1),
+    "has_trained_epoch": lambda name, value: check_int(name, value, 0),
+    "t_start_val": lambda name, value: check_float(name, value, 0.0),
+    "t_start_time": lambda name, value: check_float(name, value, 0.0, 1.0, low_inclusive=True),
+    "t_end_time": lambda name, value: check_float(name, value, 0.0, 1.0, low_inclusive=True),
+    "t_factor": lambda name, value: check_float(name, value, 0.0),
+}
+
+
+@dataclass
+class SlbConfig:
+    """The algorithm's settings; ``epoch_size`` and ``has_trained_epoch`` stay None until set."""
+    weight_quant_dtype: QuantDtype = QuantDtype.INT1
+    act_quant_dtype: QuantDtype = QuantDtype.INT8
+    enable_act_quant: bool = False
+    enable_bn_calibration: bool = False
+    epoch_size: int = None
+    has_trained_epoch: int = None
+    t_start_val: float = 1.0
+    t_start_time: float = 0.2
+    t_end_time: float = 0.6
+    t_factor: float = 1.2
+
+    def set(self, name, value):
+        """Validate ``value`` for field ``name`` and store it."""
+        setattr(self, name, _FIELD_CHECKS[name](name, value))
+
+    @property
+    def weight_bits(self):
+        return WEIGHT_BITS[self.weight_quant_dtype]
+
+    def check_schedule(self):
+        """The schedule needs both epoch counts, more epochs than already trained, and an end
+        no earlier than its start."""
+        for name in ("epoch_size", "has_trained_epoch"):
+            if getattr(self, name) is None:
+                raise RuntimeError(f"'{name}' must be set (config key or set_{name}) before the "
+                                   f"temperature schedule can run.")
+        if self.epoch_size <= self.has_trained_epoch:
+            raise ValueError(f"'epoch_size' ({self.epoch_size}) must be greater than "
+                             f"'has_trained_epoch' ({self.has_trained_epoch}).")
+        if self.t_end_time < self.t_start_time:
+            raise ValueError(f"'t_end_time' ({self.t_end_time}) must not be less than "
+                             f"'t_start_time' ({self.t_start_time}).")
+
+    def __str__(self):
+        def shown(value):
+            return f"QuantDtype.{value.name}" if isinstance(value, QuantDtype) else repr(value)
+        return ", ".join(f"{field.name}={shown(getattr(self, field.name))}" for field in fields(self))
+
+
+CONFIG_KEYS = ("quant_dtype", "enable_act_quant", "enable_bn_calibration", "epoch_size",
+               "has_trained_epoch", "t_start_val", "t_start_time", "t_end_time", "t_factor")
+
+
+def split_quant_dtype(value):
+    """``quant_dtype`` is one QuantDtype (the weight's) or a pair [act, weight] as in Golden Stick."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ValueError(f"'quant_dtype' as a list must be [act_dtype, weight_dtype], "
+                             f"but got {len(value)} items: {value!r}.")
+        return value[0], value[1]
+    if isinstance(value, QuantDtype):
+        return QuantDtype.INT8, value
+    raise TypeError(f"'quant_dtype' must be a QuantDtype or a list [act_dtype, weight_dtype], "
+                    f"but got {value!r} of type {_type_name(value)}.")
+
+
+def temperature_at_epoch(epoch, config):
+    """Temperature for 1-based ``epoch`` (epochs before a resume included) and whether the
+    hard forward is used from this epoch on, per the SLB schedule."""
+    t_start_epoch = int(config.epoch_size * config.t_start_time)
+    t_end_epoch = int(config.epoch_size * config.t_end_time)
+    temperature = config.t_start_val
+    if epoch > t_start_epoch:
+        temperature *= config.t_factor ** (min(epoch, t_end_epoch) - t_start_epoch)
+    return temperature, epoch >= t_end_epoch
+
+
+def rise_start_epoch(config):
+    """Last epoch before the temperature starts rising."""
+    return int(config.epoch_size * config.t_start_time)

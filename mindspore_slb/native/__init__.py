@@ -1,0 +1,150 @@
+"""Fused CPU kernel for SLB's weight (soft and hard), built with g++ on first use.
+
+`soft_weight_op(K)` returns a MindSpore operator `f(logits, temperature, hard_flag) -> weight`
+for candidate-major logits [K, *W] (float32), temperature and hard flag as float32 tensors of
+shape [1] (hard when the flag is > 0.5). Its gradient w.r.t. the logits is a second fused
+kernel; temperature and flag get zero gradients. It returns None, after one warning, where the
+kernel cannot be used, and the caller falls back to plain MindSpore ops.
+"""
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+
+import mindspore
+from mindspore import ops
+
+__all__ = ["soft_weight_op"]
+
+logger = logging.getLogger(__name__)
+
+_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "soft_weight.cc")
+# -march=native: the library is built on, and keyed to, the CPU that runs it.
+# No -ffast-math: the kernel's exp is written to vectorise without it, and on a shared
+# library it would switch the whole process to flush-to-zero.
+_FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+
+_lock = threading.Lock()
+_libraries = {}  # (cache dir, compiler) -> path of the built library, or None after a failure
+_ops = {}  # library path -> (forward, backward) Custom ops
+_warned = set()
+
+
+def _warn_once(message):
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning("mindspore_slb native kernel disabled: %s; using plain MindSpore ops.", message)
+
+
+def _cpu_identity():
+    """Model name and feature flags: what -march=native depends on."""
+    wanted = {"model name", "flags"}
+    found = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in wanted and key not in found:
+                    found[key] = value.strip()
+                if len(found) == len(wanted):
+                    break
+    except OSError:
+        pass
+    return repr(sorted(found.items()))
+
+
+def _build(cache_dir, compiler):
+    """Compiles the kernel into cache_dir unless an identical build is there; returns its path."""
+    with open(_SOURCE, "rb") as source:
+        code = source.read()
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha256(
+        b"\0".join([code, " ".join(_FLAGS).encode(), version.encode(), _cpu_identity().encode()])
+    ).hexdigest()[:16]
+    target = os.path.join(cache_dir, f"slb_soft_weight_{key}.so")
+    if os.path.isfile(target):
+        return target
+    os.makedirs(cache_dir, exist_ok=True)
+    # Build under a unique name and rename: a concurrent process either sees no library or a
+    # complete one, and two processes building at once both end with a complete file.
+    fd, partial = tempfile.mkstemp(prefix=".slb_soft_weight_", suffix=".so", dir=cache_dir)
+    os.close(fd)
+    try:
+        result = subprocess.run([compiler, *_FLAGS, "-o", partial, _SOURCE], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"g++ failed: {result.stderr.strip()[-2000:]}")
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return target
+
+
+def _library():
+    """Path of the built library for the current cache dir and compiler, or None (after a warning)."""
+    compiler = shutil.which("g++")
+    if compiler is None:
+        _warn_once("no g++ on PATH")
+        return None
+    cache_dir = os.environ.get("MINDSPORE_SLB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mindspore_slb")
+    key = (os.path.abspath(cache_dir), compiler)
+    with _lock:
+        if key not in _libraries:
+            try:
+                _libraries[key] = _build(*key)
+            except (OSError, subprocess.SubprocessError, RuntimeError) as error:
+                _warn_once(f"building {_SOURCE} failed ({error})")
+                _libraries[key] = None
+        return _libraries[key]
+
+
+def _make_ops(library):
+    backward = ops.Custom(
+        f"{library}:SlbSoftWeightBackward",
+        out_shape=lambda logits, temperature, hard, dout: logits,
+        out_dtype=lambda logits, temperature, hard, dout: logits,
+        func_type="aot",
+    )
+
+    def bprop(logits, temperature, hard, out, dout):
+        return backward(logits, temperature, hard, dout), ops.zeros_like(temperature), ops.zeros_like(hard)
+
+    forward = ops.Custom(
+        f"{library}:SlbSoftWeightForward",
+        out_shape=lambda logits, temperature, hard: logits[1:],
+        out_dtype=lambda logits, temperature, hard: logits,
+        func_type="aot",
+        bprop=bprop,
+    )
+    return forward, backward
+
+
+def soft_weight_op(num_candidates):
+    """Fused SLB weight op for `num_candidates` (K >= 2) values linspace(-1, 1, K), or None.
+
+    The op is called as `op(logits, temperature, hard_flag)`: logits float32 [K, *W], temperature
+    and hard_flag float32 [1]; it returns float32 [*W]. The kernel reads K from the logits' leading
+    axis, so one op serves every K. None (with one logged warning) when MINDSPORE_SLB_NATIVE=0,
+    the device target is not CPU, g++ is not on PATH or the build fails.
+    """
+    if not isinstance(num_candidates, int) or num_candidates < 2:
+        raise ValueError(f"num_candidates must be an int >= 2, but got {num_candidates!r}")
+    if os.environ.get("MINDSPORE_SLB_NATIVE") == "0":
+        _warn_once("MINDSPORE_SLB_NATIVE=0")
+        return None
+    target = mindspore.get_context("device_target")
+    if target != "CPU":
+        _warn_once(f"device target is {target}, the kernel is CPU only")
+        return None
+    library = _library()
+    if library is None:
+        return None
+    with _lock:
+        if library not in _ops:
+            _ops[library] = _make_ops(library)
+        return _ops[library][0]

@@ -1,0 +1,226 @@
+// Fused SLB weight kernels for MindSpore ops.Custom(func_type="aot") on CPU.
+//
+// Logits are candidate-major: a[K, N] (N = product of the weight shape), so each
+// candidate's logits form one contiguous stream. Candidate values are fixed by K:
+// v_k = -1 + 2k / (K - 1) (K = 2 gives {-1, +1}).
+//
+//   soft:  p = softmax(T * a, axis 0),  w = sum_k p_k v_k,
+//          dL/da_k = g * T * p_k * (v_k - w)
+//   hard:  w = v[argmax_k a_k] (first maximum), no gradient.
+//
+// Work is done in blocks of kBlock weights: the K rows of a block stay in L1/L2,
+// so the max pass and the exp pass read main memory once. The inner loops run
+// over the weight index and vectorise; OpenMP splits the blocks across cores.
+// The backward pass recomputes the softmax instead of reading stored
+// probabilities, so the forward pass keeps nothing but w.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace {
+
+constexpr int64_t kBlock = 512;
+
+inline float candidate_value(int64_t k, int64_t K) {
+  return -1.0f + 2.0f * static_cast<float>(k) / static_cast<float>(K - 1);
+}
+
+// 2^y for y <= 0, written out so that GCC vectorises it without -ffast-math
+// (glibc's vector expf is only declared under __FAST_MATH__, and -ffast-math on a
+// shared library links crtfastmath.o, which turns on flush-to-zero for the whole
+// MindSpore process). Callers fold log2(e) into the temperature, so exp costs no
+// extra multiply and the range reduction y - round(y) is exact.
+inline float exp2_nonpositive(float y) {
+  // Below -126, 2^n would leave the normal range; 2^-126 ~ 1.2e-38 is already
+  // negligible next to the largest term, which is 2^0 = 1.
+  y = y < -126.0f ? -126.0f : y;
+  const float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float n = (y + kRound) - kRound;
+  const float t = (y - n) * 0.693147181f;  // 2^(y - n) = e^t, |t| <= ln(2) / 2
+  // Taylor series of e^t to degree 6: truncation error < 1.3e-7 for |t| <= ln(2) / 2.
+  float p = 1.0f / 720.0f;
+  p = p * t + 1.0f / 120.0f;
+  p = p * t + 1.0f / 24.0f;
+  p = p * t + 1.0f / 6.0f;
+  p = p * t + 0.5f;
+  p = p * t + 1.0f;
+  p = p * t + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+constexpr float kLog2e = 1.44269504f;
+
+// Per-block softmax state: row maximum, sum of exp and exp-weighted value sum.
+struct SoftmaxBlock {
+  float max[kBlock];
+  float sum[kBlock];
+  float weighted[kBlock];
+
+  // Fills the state for a[:, b0:b0+len]. When e_out is given, the exponentials
+  // are also stored there (same layout as a) for the backward pass.
+  void compute(const float *a, int64_t K, int64_t N, int64_t b0, int64_t len, float T, float *e_out) {
+    const float T2 = T * kLog2e;
+    const float *row0 = a + b0;
+    for (int64_t i = 0; i < len; ++i) max[i] = row0[i];
+    for (int64_t k = 1; k < K; ++k) {
+      const float *row = a + k * N + b0;
+      for (int64_t i = 0; i < len; ++i) max[i] = row[i] > max[i] ? row[i] : max[i];
+    }
+    for (int64_t i = 0; i < len; ++i) sum[i] = weighted[i] = 0.0f;
+    for (int64_t k = 0; k < K; ++k) {
+      const float *row = a + k * N + b0;
+      const float v = candidate_value(k, K);
+      float *e_row = e_out ? e_out + k * N + b0 : nullptr;
+      for (int64_t i = 0; i < len; ++i) {
+        // T * (a - max) rather than T * a - T * max: no overflow of T * a, and
+        // the subtraction is exact for close logits.
+        const float e = exp2_nonpositive(T2 * (row[i] - max[i]));
+        sum[i] += e;
+        weighted[i] += e * v;
+        if (e_row) e_row[i] = e;
+      }
+    }
+  }
+};
+
+void soft_forward(const float *a, int64_t K, int64_t N, float T, float *w) {
+  if (K == 2) {
+    // w = tanh(T d / 2) with d = a1 - a0, from e = exp(-T |d|) so nothing overflows.
+    const float T2 = T * kLog2e;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; ++i) {
+      const float d = a[N + i] - a[i];
+      const float e = exp2_nonpositive(-T2 * std::fabs(d));
+      const float t = (1.0f - e) / (1.0f + e);
+      w[i] = d < 0.0f ? -t : t;
+    }
+    return;
+  }
+#pragma omp parallel
+  {
+    SoftmaxBlock blk;
+#pragma omp for schedule(static)
+    for (int64_t b0 = 0; b0 < N; b0 += kBlock) {
+      const int64_t len = N - b0 < kBlock ? N - b0 : kBlock;
+      blk.compute(a, K, N, b0, len, T, nullptr);
+      for (int64_t i = 0; i < len; ++i) w[b0 + i] = blk.weighted[i] / blk.sum[i];
+    }
+  }
+}
+
+void soft_backward(const float *a, int64_t K, int64_t N, float T, const float *g, float *da) {
+  if (K == 2) {
+    // dw/da1 = T p0 p1 (v1 - v0) = 2 T e / (1 + e)^2 with e = exp(-T |a1 - a0|); da0 = -da1.
+    const float T2 = T * kLog2e;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; ++i) {
+      const float e = exp2_nonpositive(-T2 * std::fabs(a[N + i] - a[i]));
+      const float q = 1.0f + e;
+      const float d1 = 2.0f * T * g[i] * e / (q * q);
+      da[i] = -d1;
+      da[N + i] = d1;
+    }
+    return;
+  }
+#pragma omp parallel
+  {
+    SoftmaxBlock blk;
+    float scale[kBlock];
+#pragma omp for schedule(static)
+    for (int64_t b0 = 0; b0 < N; b0 += kBlock) {
+      const int64_t len = N - b0 < kBlock ? N - b0 : kBlock;
+      blk.compute(a, K, N, b0, len, T, da);  // da holds exp(T (a - max)) for now
+      for (int64_t i = 0; i < len; ++i) {
+        blk.weighted[i] /= blk.sum[i];  // now w
+        scale[i] = g[b0 + i] * T / blk.sum[i];
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        const float v = candidate_value(k, K);
+        float *row = da + k * N + b0;
+        for (int64_t i = 0; i < len; ++i) row[i] *= scale[i] * (v - blk.weighted[i]);
+      }
+    }
+  }
+}
+
+void hard_forward(const float *a, int64_t K, int64_t N, float *w) {
+#pragma omp parallel
+  {
+    float best[kBlock];
+#pragma omp for schedule(static)
+    for (int64_t b0 = 0; b0 < N; b0 += kBlock) {
+      const int64_t len = N - b0 < kBlock ? N - b0 : kBlock;
+      for (int64_t i = 0; i < len; ++i) {
+        best[i] = a[b0 + i];
+        w[b0 + i] = candidate_value(0, K);
+      }
+      for (int64_t k = 1; k < K; ++k) {
+        const float *row = a + k * N + b0;
+        const float v = candidate_value(k, K);
+        // Strictly greater: ties keep the first maximum, as argmax does.
+        for (int64_t i = 0; i < len; ++i) {
+          const bool better = row[i] > best[i];
+          best[i] = better ? row[i] : best[i];
+          w[b0 + i] = better ? v : w[b0 + i];
+        }
+      }
+    }
+  }
+}
+
+bool all_float32(int nparam, const char **dtypes) {
+  for (int i = 0; i < nparam; ++i) {
+    if (std::strcmp(dtypes[i], "float32") != 0) return false;
+  }
+  return true;
+}
+
+// K from the leading axis of the logits, N from the rest.
+bool logits_extent(int ndim, const int64_t *shape, int64_t *K, int64_t *N) {
+  if (ndim < 1 || shape[0] < 2) return false;
+  *K = shape[0];
+  *N = 1;
+  for (int d = 1; d < ndim; ++d) *N *= shape[d];
+  return true;
+}
+
+}  // namespace
+
+// Inputs: logits [K, ...], temperature [1], hard flag [1] (> 0.5: hard). Output: w [...].
+extern "C" int SlbSoftWeightForward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                    const char **dtypes, void *, void *) {
+  int64_t K, N;
+  if (nparam != 4 || !all_float32(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], &K, &N)) return 1;
+  const float *a = static_cast<const float *>(params[0]);
+  const float T = *static_cast<const float *>(params[1]);
+  const bool hard = *static_cast<const float *>(params[2]) > 0.5f;
+  float *w = static_cast<float *>(params[3]);
+  if (hard) {
+    hard_forward(a, K, N, w);
+  } else {
+    soft_forward(a, K, N, T, w);
+  }
+  return 0;
+}
+
+// Inputs: logits [K, ...], temperature [1], hard flag [1], dout [...]. Output: dlogits [K, ...].
+extern "C" int SlbSoftWeightBackward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                     const char **dtypes, void *, void *) {
+  int64_t K, N;
+  if (nparam != 5 || !all_float32(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], &K, &N)) return 1;
+  const float *a = static_cast<const float *>(params[0]);
+  const float T = *static_cast<const float *>(params[1]);
+  const bool hard = *static_cast<const float *>(params[2]) > 0.5f;
+  const float *g = static_cast<const float *>(params[3]);
+  float *da = static_cast<float *>(params[4]);
+  if (hard) {
+    std::memset(da, 0, sizeof(float) * K * N);
+  } else {
+    soft_backward(a, K, N, T, g, da);
+  }
+  return 0;
+}

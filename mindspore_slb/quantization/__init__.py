@@ -1,0 +1,2 @@
+"""Golden Stick's import paths (``mindspore_gs.quantization...``), kept so that switching is a
+change of the package name only."""

@@ -1,0 +1,4 @@
+"""``QuantDtype`` where older Golden Stick releases had it; it is MindSpore's own enum."""
+from mindspore.common.dtype import QuantDtype
+
+__all__ = ["QuantDtype"]

@@ -1,0 +1,121 @@
+"""SLB weight quantizer: K = 2**bits fixed candidate values, chosen per weight by learned logits.
+
+Logits are laid out candidate-major, ``[K, *weight_shape]``: each candidate's logits form one
+contiguous block, so splitting them is a cheap leading-axis ``unstack`` and a fused kernel streams
+K arrays side by side. For logits ``a``, temperature ``T`` and candidates ``v``:
+
+* soft (training) weight: ``sum_k softmax(T * a)_k * v_k``; for K = 2 that is ``tanh(T * (a_1 - a_0) / 2)``;
+* hard weight (evaluation, and training once the temperature schedule ends): ``v[argmax_k a_k]``,
+  which passes no gradient to the logits.
+"""
+import numpy as np
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+
+from mindspore_slb import native
+
+
+def candidate_values(num_bits):
+    """The K fixed values a weight can take: {-1, +1} for 1 bit, else linspace(-1, 1, K)."""
+    return np.linspace(-1.0, 1.0, 2 ** num_bits).astype(np.float32)
+
+
+def logits_from_weight(weight, num_bits):
+    """Logits that prefer, for each float weight, the candidates nearest to it.
+
+    The weight is scaled by its layer's largest magnitude onto the candidates' range [-1, 1];
+    each candidate's logit falls with its squared distance, measured in candidate spacings,
+    so a pretrained float network gives the search a head start while the softmax stays soft
+    enough to move.
+    """
+    weight = np.asarray(weight, dtype=np.float32)
+    largest = np.abs(weight).max()
+    scaled = weight / largest if largest > 0 else weight
+    values = candidate_values(num_bits)
+    spacing = values[1] - values[0]
+    distance = (scaled[None] - values.reshape((-1,) + (1,) * weight.ndim)) / spacing
+    return (-0.5 * distance ** 2).astype(np.float32)
+
+
+def _plain_soft_weight(logits, temperature, values):
+    """Soft weight from plain MindSpore ops (the fallback when no fused kernel is available)."""
+    if len(values) == 2:
+        low, high = ops.unstack(logits, 0)
+        # 2 * sigmoid(2x) - 1 is tanh(x); MindSpore's CPU tanh is off by up to 1e-4, its sigmoid is not.
+        return 2.0 * ops.sigmoid((high - low) * temperature) - 1.0
+    per_candidate = ops.unstack(logits, 0)
+    largest = per_candidate[0]
+    for logit in per_candidate[1:]:
+        largest = ops.maximum(largest, logit)
+    # softmax is shift-invariant, so the shift needs no gradient
+    largest = ops.stop_gradient(largest)
+    total = 0.0
+    weighted = 0.0
+    for logit, value in zip(per_candidate, values):
+        weight_of_candidate = ops.exp((logit - largest) * temperature)
+        total = total + weight_of_candidate
+        weighted = weighted + weight_of_candidate * float(value)
+    return weighted / total
+
+
+def _plain_hard_weight(logits, values):
+    """``values[argmax]`` over the candidate axis, first maximum on ties."""
+    per_candidate = ops.unstack(logits, 0)
+    best_logit = per_candidate[0]
+    chosen = ops.full_like(best_logit, float(values[0]))
+    for logit, value in zip(per_candidate[1:], values[1:]):
+        better = logit > best_logit
+        chosen = ops.select(better, ops.full_like(chosen, float(value)), chosen)
+        best_logit = ops.maximum(best_logit, logit)
+    return ops.stop_gradient(chosen)
+
+
+class SlbFakeQuantizerPerLayer(nn.Cell):
+    """Turns a layer's logits ``[K, *weight_shape]`` into its (soft or hard) weight.
+
+    Args:
+        num_bits (int): 1, 2 or 4; the layer's weights take K = 2**num_bits values.
+    """
+
+    def __init__(self, num_bits):
+        super().__init__()
+        if isinstance(num_bits, bool) or num_bits not in (1, 2, 4):
+            raise ValueError(f"'num_bits' must be 1, 2 or 4, but got {num_bits!r}.")
+        self.num_bits = num_bits
+        self.values = tuple(float(value) for value in candidate_values(num_bits))
+        # Parameters, not Python attributes: a compiled graph would not see a changed attribute.
+        self.temperature = Parameter(Tensor([1.0], ms.float32), name="temperature", requires_grad=False)
+        self.hard_flag = Parameter(Tensor([0.0], ms.float32), name="hard_flag", requires_grad=False)
+        self._fused = native.soft_weight_op(len(self.values))
+
+    def set_temperature(self, temperature):
+        """Set the softmax temperature, a positive finite number."""
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise TypeError(f"'temperature' must be a float, but got {temperature!r} "
+                            f"of type {type(temperature).__name__}.")
+        if not 0 < temperature < float("inf"):
+            raise ValueError(f"'temperature' must be a positive finite float, but got {temperature}.")
+        self.temperature.set_data(Tensor([temperature], ms.float32))
+
+    def set_temperature_end_flag(self):
+        """From now on, training uses the hard (argmax) weight too."""
+        self.hard_flag.set_data(Tensor([1.0], ms.float32))
+
+    @property
+    def temperature_end_flag(self):
+        return bool(self.hard_flag.asnumpy()[0] > 0.5)
+
+    def hard_weight(self, logits):
+        return _plain_hard_weight(logits, self.values)
+
+    def construct(self, logits):
+        if not self.training:
+            return self.hard_weight(logits)
+        if self._fused is not None:
+            return self._fused(logits, self.temperature, self.hard_flag)
+        soft = _plain_soft_weight(logits, self.temperature, self.values)
+        return soft * (1.0 - self.hard_flag) + self.hard_weight(logits) * self.hard_flag
+
+    def extend_repr(self):
+        return f"bit_num={self.num_bits}"

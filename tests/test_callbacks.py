@@ -1,0 +1,111 @@
+"""callbacks(), callback() and the temperature schedule they run."""
+import mindspore as ms
+import pytest
+from mindspore.train.callback import Callback
+
+from mindspore_slb import BNCalibration, QuantDtype, SlbQuantAwareTraining, TemperatureScheduler
+from mindspore_slb.config import SlbConfig, temperature_at_epoch
+from tiny_nets import ConvBnNet, batches, train_model
+
+
+def schedule(epoch_size, **times):
+    config = SlbConfig(epoch_size=epoch_size, has_trained_epoch=0, **times)
+    return [temperature_at_epoch(epoch, config) for epoch in range(1, epoch_size + 1)]
+
+
+def test_schedule_formula_with_defaults():
+    temperatures = schedule(10)
+    # t_start_epoch = 2, t_end_epoch = 6: flat, then x1.2 per epoch, then held and hard
+    expected = [1.0, 1.0, 1.2, 1.44, 1.728, 2.0736, 2.0736, 2.0736, 2.0736, 2.0736]
+    assert [t for t, _ in temperatures] == pytest.approx(expected)
+    assert [hard for _, hard in temperatures] == [False] * 5 + [True] * 5
+
+
+def test_schedule_with_start_equal_end_jumps_to_hard():
+    temperatures = schedule(4, t_start_time=0.5, t_end_time=0.5, t_start_val=2.0, t_factor=3.0)
+    assert temperatures == [(2.0, False), (2.0, True), (2.0, True), (2.0, True)]
+
+
+class RecordTemperature(Callback):
+    def __init__(self, network):
+        super().__init__()
+        self.network = network
+        self.seen = []
+
+    def on_train_epoch_begin(self, run_context):
+        quantizer = self.network.stem.weight_quantizer()
+        self.seen.append((round(float(quantizer.temperature), 6), quantizer.temperature_end_flag))
+
+
+def train_and_record(mode, make_callbacks, has_trained_epoch=0, epoch_size=5):
+    ms.set_context(mode=mode)
+    algo = SlbQuantAwareTraining({"epoch_size": epoch_size, "has_trained_epoch": has_trained_epoch,
+                                  "t_start_time": 0.2, "t_end_time": 0.8, "t_factor": 2.0,
+                                  "quant_dtype": QuantDtype.INT1})
+    network = algo.apply(ConvBnNet())
+    dataset, _, _ = batches(num_samples=8, batch_size=8)
+    model = train_model(network, dataset)
+    recorder = RecordTemperature(network)
+    model.train(epoch_size - has_trained_epoch, dataset, callbacks=make_callbacks(algo, model, dataset) + [recorder])
+    return recorder.seen
+
+
+def test_callbacks_drive_quantizers_during_training(mode):
+    seen = train_and_record(mode, lambda algo, model, data: algo.callbacks(model, data))
+    # epochs 1..5 with t_start_epoch 1, t_end_epoch 4
+    assert seen == [(1.0, False), (2.0, False), (4.0, False), (8.0, True), (8.0, True)]
+
+
+def test_resume_continues_the_schedule(mode):
+    seen = train_and_record(mode, lambda algo, model, data: algo.callbacks(model, data), has_trained_epoch=2)
+    assert seen == [(4.0, False), (8.0, True), (8.0, True)]
+
+
+def test_seed_document_forms(mode):
+    def seed_callbacks(algo, model, data):
+        return [algo.callback(), TemperatureScheduler(model, 5, 0, 1.0, 0.2, 0.8, 2.0)]
+    seen = train_and_record(mode, seed_callbacks)
+    assert seen == [(1.0, False), (2.0, False), (4.0, False), (8.0, True), (8.0, True)]
+
+
+def test_callbacks_content():
+    algo = SlbQuantAwareTraining({"epoch_size": 4, "has_trained_epoch": 0})
+    network = algo.apply(ConvBnNet())
+    dataset, _, _ = batches(num_samples=8)
+    model = train_model(network, dataset)
+    callbacks = algo.callbacks(model, dataset)
+    assert [type(cb) for cb in callbacks] == [TemperatureScheduler]
+    algo.set_enable_bn_calibration(True)
+    assert [type(cb) for cb in algo.callbacks(model, dataset)] == [TemperatureScheduler, BNCalibration]
+
+
+@pytest.mark.parametrize("config, error, words", [
+    ({"has_trained_epoch": 0}, RuntimeError, "'epoch_size'"),
+    ({"epoch_size": 3}, RuntimeError, "'has_trained_epoch'"),
+    ({"epoch_size": 3, "has_trained_epoch": 3}, ValueError, "'epoch_size'"),
+    ({"epoch_size": 3, "has_trained_epoch": 0, "t_start_time": 0.7, "t_end_time": 0.5}, ValueError, "'t_end_time'"),
+])
+def test_callbacks_schedule_errors(config, error, words):
+    algo = SlbQuantAwareTraining(config)
+    network = algo.apply(ConvBnNet())
+    dataset, _, _ = batches(num_samples=8)
+    with pytest.raises(error, match=words):
+        algo.callbacks(train_model(network, dataset), dataset)
+    with pytest.raises(error, match=words):
+        algo.callback()
+
+
+def test_callbacks_type_errors():
+    algo = SlbQuantAwareTraining({"epoch_size": 3, "has_trained_epoch": 0})
+    network = algo.apply(ConvBnNet())
+    dataset, _, _ = batches(num_samples=8)
+    model = train_model(network, dataset)
+    with pytest.raises(TypeError, match="'model'"):
+        algo.callbacks(network, dataset)
+    with pytest.raises(TypeError, match="'dataset'"):
+        algo.callbacks(model, [1, 2])
+
+
+def test_temperature_scheduler_validates_its_arguments():
+    with pytest.raises(ValueError, match="'t_factor'"):
+        TemperatureScheduler(None, 10, 0, 1.0, 0.2, 0.6, -1.0)

@@ -1,0 +1,78 @@
+"""convert(): a plain network with discrete weights that reproduces the quantized one."""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn
+
+from mindspore_slb import Conv2dSlbQuant, QuantDtype, SlbQuantAwareTraining
+from tiny_nets import ConvBnNet, batches, train_model
+
+DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
+
+
+def trained_network(bits, act_quant):
+    algo = SlbQuantAwareTraining({"epoch_size": 2, "has_trained_epoch": 0, "enable_act_quant": act_quant,
+                                  "quant_dtype": DTYPES[bits]})
+    network = algo.apply(ConvBnNet())
+    dataset, images, _ = batches(num_samples=16, batch_size=8)
+    model = train_model(network, dataset)
+    model.train(1, dataset, callbacks=algo.callbacks(model, dataset))
+    return algo, network, images
+
+
+@pytest.mark.parametrize("act_quant", [False, True], ids=["weights", "weights+act"])
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_converted_network_matches_quantized_and_holds_only_candidates(mode, bits, act_quant):
+    algo, network, images = trained_network(bits, act_quant)
+    network.set_train(False)
+    expected = network(images).asnumpy()
+
+    deployed = algo.convert(network)
+
+    assert not any(isinstance(cell, Conv2dSlbQuant) for _, cell in deployed.cells_and_names())
+    assert not any("logits" in p.name for p in deployed.get_parameters())
+    candidates = np.linspace(-1, 1, 2 ** bits).astype(np.float32)
+    for _, cell in deployed.cells_and_names():
+        if isinstance(cell, nn.Conv2d):
+            assert cell.weight.ndim == 4
+            assert set(np.unique(cell.weight.asnumpy())) <= set(candidates)
+    np.testing.assert_allclose(deployed(images).asnumpy(), expected, atol=1e-5)
+    # the quantized network is left as it was
+    assert isinstance(network.stem, Conv2dSlbQuant)
+    np.testing.assert_array_equal(network(images).asnumpy(), expected)
+
+
+def test_exported_mindir_reproduces_converted_network(tmp_path, mode):
+    algo, network, images = trained_network(2, True)
+    deployed = algo.convert(network)
+    expected = deployed(images).asnumpy()
+    path = str(tmp_path / "slb_net")
+    ms.export(deployed, images, file_name=path, file_format="MINDIR")
+    graph = nn.GraphCell(ms.load(path + ".mindir"))
+    np.testing.assert_allclose(graph(images).asnumpy(), expected, atol=1e-5)
+
+
+def test_convert_loads_checkpoint_first(tmp_path):
+    algo, network, images = trained_network(1, False)
+    path = str(tmp_path / "trained.ckpt")
+    ms.save_checkpoint(network, path)
+    network.set_train(False)
+    expected = network(images).asnumpy()
+    fresh = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT1}).apply(ConvBnNet())
+    deployed = algo.convert(fresh, ckpt_path=path)
+    np.testing.assert_allclose(deployed(images).asnumpy(), expected, atol=1e-5)
+
+
+def test_convert_errors(tmp_path):
+    algo = SlbQuantAwareTraining()
+    network = algo.apply(ConvBnNet())
+    with pytest.raises(TypeError, match="'net_opt'"):
+        algo.convert("net")
+    with pytest.raises(TypeError, match="'ckpt_path'"):
+        algo.convert(network, ckpt_path=3)
+    with pytest.raises(ValueError, match="'ckpt_path'.*missing.ckpt"):
+        algo.convert(network, ckpt_path=str(tmp_path / "missing.ckpt"))
+    with pytest.raises(ValueError, match="'ckpt_path'"):
+        algo.convert(network, ckpt_path=str(tmp_path))
+    with pytest.raises(ValueError, match="no Conv2dSlbQuant"):
+        algo.convert(ConvBnNet())

@@ -1,0 +1,47 @@
+"""Small networks shared by the tests."""
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, nn
+import mindspore.dataset as ds
+
+
+class ConvBnNet(nn.Cell):
+    """Convs at several depths: a direct attribute, inside a SequentialCell and inside a CellList."""
+
+    def __init__(self, num_classes=4, width=8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, pad_mode="pad", padding=1)
+        self.stem_bn = nn.BatchNorm2d(width)
+        self.body = nn.SequentialCell([nn.Conv2d(width, width, 3, stride=2, has_bias=True),
+                                       nn.BatchNorm2d(width), nn.ReLU()])
+        self.heads = nn.CellList([nn.Conv2d(width, width, 3, group=width, pad_mode="valid"),
+                                  nn.BatchNorm2d(width)])
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Dense(width, num_classes)
+
+    def construct(self, x):
+        x = self.relu(self.stem_bn(self.stem(x)))
+        x = self.body(x)
+        x = self.relu(self.heads[1](self.heads[0](x)))
+        return self.fc(self.flatten(self.pool(x)))
+
+
+def batches(num_samples=32, image_size=8, num_classes=4, batch_size=8, seed=0):
+    """A learnable task: the class is the quadrant of the image holding a bright square."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, num_samples).astype(np.int32)
+    images = rng.normal(0, 0.3, (num_samples, 3, image_size, image_size)).astype(np.float32)
+    half = image_size // 2
+    for image, label in zip(images, labels):
+        row, col = divmod(int(label), 2)
+        image[:, row * half:(row + 1) * half, col * half:(col + 1) * half] += 1.5
+    dataset = ds.NumpySlicesDataset({"image": images, "label": labels}, shuffle=False)
+    return dataset.batch(batch_size), Tensor(images), labels
+
+
+def train_model(network, dataset, learning_rate=0.05):
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    optimizer = nn.Momentum(network.trainable_params(), learning_rate, 0.9)
+    return ms.Model(network, loss, optimizer, metrics={"acc"})
