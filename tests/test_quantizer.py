@@ -19,7 +19,7 @@ def reference_soft(logits, temperature, upstream):
 
 
 def reference_hard(logits):
-    return np.linspace(-1, 1, logits.shape[0])[logits.argmax(0)]
+    return np.linspace(-1, 1, logits.shape[0]).astype(np.float32)[logits.argmax(0)]
 
 
 class WeightAndGradient(nn.Cell):

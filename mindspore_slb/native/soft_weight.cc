@@ -22,8 +22,10 @@ namespace {
 
 constexpr int64_t kBlock = 512;
 
+// Computed in double as NumPy's linspace does, then rounded: the hard weights are
+// then bit-identical to np.linspace(-1, 1, K).astype(np.float32).
 inline float candidate_value(int64_t k, int64_t K) {
-  return -1.0f + 2.0f * static_cast<float>(k) / static_cast<float>(K - 1);
+  return static_cast<float>(-1.0 + static_cast<double>(k) * (2.0 / static_cast<double>(K - 1)));
 }
 
 // 2^y for y <= 0, written out so that GCC vectorises it without -ffast-math
@@ -61,7 +63,8 @@ struct SoftmaxBlock {
   float weighted[kBlock];
 
   // Fills the state for a[:, b0:b0+len]. When e_out is given, the exponentials
-  // are also stored there (same layout as a) for the backward pass.
+  // are also stored there (same layout as a) for the backward pass. The test on
+  // e_out is loop-invariant: GCC unswitches it and vectorises both versions.
   void compute(const float *a, int64_t K, int64_t N, int64_t b0, int64_t len, float T, float *e_out) {
     const float T2 = T * kLog2e;
     const float *row0 = a + b0;

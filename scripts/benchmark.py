@@ -1,0 +1,142 @@
+"""Training cost of SLB against the same float network, measured in one run.
+
+For each execution mode and each configuration (float, then SLB at each bit width) a fresh
+process builds ResNet18, times the first training step (graph compile included) and the median
+of the following steps, records its peak resident memory, and times inference of the network
+(converted to plain discrete weights for SLB). The table prints absolute figures and ratios to
+the float network of the same mode; --json saves everything.
+
+    python scripts/benchmark.py                       # ResNet18, 32x32, batch 32, GRAPH and PYNATIVE
+    python scripts/benchmark.py --bits 1 --modes GRAPH --steps 5
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+MODES = ("GRAPH", "PYNATIVE")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--width", type=int, default=64, help="first-stage channels of ResNet18 (64 = standard)")
+    parser.add_argument("--steps", type=int, default=8, help="timed training steps (median reported), >= 5")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    parser.add_argument("--bits", type=int, nargs="+", default=[1, 2, 4], choices=[1, 2, 4])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--json", default="benchmark.json", help="where to save the results")
+    parser.add_argument("--worker", nargs=2, metavar=("MODE", "BITS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.steps < 5:
+        parser.error(f"--steps must be at least 5, got {args.steps}")
+    return args
+
+
+def median_seconds(run, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(mode, bits, args):
+    """One configuration, in this process; bits 0 is the float network."""
+    import mindspore as ms
+    import numpy as np
+    from mindspore import Tensor, nn
+
+    from resnet import resnet18
+    from mindspore_slb import QuantDtype, SlbQuantAwareTraining
+
+    ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
+    ms.set_seed(0)
+    network = resnet18(class_num=10, width=args.width)
+    algo = None
+    if bits:
+        dtype = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}[bits]
+        algo = SlbQuantAwareTraining({"quant_dtype": dtype, "epoch_size": 1, "has_trained_epoch": 0})
+        network = algo.apply(network)
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    optimizer = nn.Momentum(network.trainable_params(), 0.01, 0.9)
+    train_step = nn.TrainOneStepCell(nn.WithLossCell(network, loss), optimizer)
+    train_step.set_train(True)
+    rng = np.random.default_rng(0)
+    images = Tensor(rng.normal(size=(args.batch_size, 3, args.image_size, args.image_size)).astype(np.float32))
+    labels = Tensor(rng.integers(0, 10, args.batch_size).astype(np.int32))
+
+    def step():
+        train_step(images, labels).asnumpy()
+
+    first_step = median_seconds(step, 1)
+    for _ in range(args.warmup):
+        step()
+    step_time = median_seconds(step, args.steps)
+    inference_net = algo.convert(network) if algo else network
+    inference_net.set_train(False)
+
+    def infer():
+        inference_net(images).asnumpy()
+
+    infer()
+    infer_time = median_seconds(infer, args.steps)
+    return {"mode": mode, "bits": bits, "first_step_s": first_step, "step_s": step_time,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+            "infer_images_per_s": args.batch_size / infer_time}
+
+
+def run_worker(mode, bits, argv):
+    """Each configuration in its own process, so that peak memory is its own."""
+    command = [sys.executable, os.path.abspath(__file__), *argv, "--worker", mode, str(bits)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark of {mode} W{bits or 32} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(results):
+    lines = ["| mode | weights | step (s) | step ratio | peak memory (GB) | memory ratio | "
+             "first step (s) | first-step ratio | inference (img/s) | inference ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for mode in dict.fromkeys(r["mode"] for r in results):
+        rows = [r for r in results if r["mode"] == mode]
+        base = next(r for r in rows if r["bits"] == 0)
+        for r in rows:
+            lines.append(
+                f"| {mode} | {'W' + str(r['bits']) if r['bits'] else 'float'} "
+                f"| {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f}x "
+                f"| {r['peak_rss_gb']:.2f} | {r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x "
+                f"| {r['first_step_s']:.1f} | {r['first_step_s'] / base['first_step_s']:.2f}x "
+                f"| {r['infer_images_per_s']:.0f} | {r['infer_images_per_s'] / base['infer_images_per_s']:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(args.worker[0], int(args.worker[1]), args)))
+        return
+    forwarded = [a for a in argv]
+    results = []
+    for mode in args.modes:
+        for bits in [0] + args.bits:
+            print(f"measuring {mode} {'W' + str(bits) if bits else 'float'} ...", file=sys.stderr, flush=True)
+            results.append(run_worker(mode, bits, forwarded))
+    print(f"ResNet18 width {args.width}, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
+          f"Momentum; median of {args.steps} steps; {os.cpu_count()} CPU cores")
+    print(table(results))
+    with open(args.json, "w", encoding="utf-8") as out:
+        json.dump({"settings": {k: v for k, v in vars(args).items() if k != "worker"}, "results": results}, out, indent=2)
+    print(f"saved {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The fused native SLB weight kernel against a NumPy reference of the formula, and its fallbacks."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+
+import mindspore
+from mindspore import Tensor, nn, ops
+
+from mindspore_slb import native
+from mindspore_slb.native import soft_weight_op
+
+WEIGHT_SHAPE = (8, 4, 3, 3)
+TEMPERATURES = (0.5, 1.0, 5.0, 1e4)
+MODES = [pytest.param(mindspore.GRAPH_MODE, id="graph"), pytest.param(mindspore.PYNATIVE_MODE, id="pynative")]
+
+
+def reference(logits, temperature, hard, dout):
+    """SLB weight and its gradient w.r.t. the logits, in float64."""
+    k = logits.shape[0]
+    values = np.linspace(-1.0, 1.0, k).reshape((k,) + (1,) * (logits.ndim - 1))
+    if hard:
+        return np.linspace(-1.0, 1.0, k)[np.argmax(logits, axis=0)], np.zeros(logits.shape)
+    x = temperature * logits.astype(np.float64)
+    p = np.exp(x - x.max(axis=0))
+    p /= p.sum(axis=0)
+    weight = (p * values).sum(axis=0)
+    return weight, dout * temperature * p * (values - weight)
+
+
+class WeightNet(nn.Cell):
+    def __init__(self, op):
+        super().__init__()
+        self.op = op
+
+    def construct(self, logits, temperature, hard):
+        return self.op(logits, temperature, hard)
+
+
+def scalar(value):
+    return Tensor(np.array([value], np.float32))
+
+
+def check(net, grad_net, logits, temperature, hard, dout):
+    args = (Tensor(logits), scalar(temperature), scalar(1.0 if hard else 0.0))
+    weight = net(*args).asnumpy()
+    dlogits = grad_net(*args, Tensor(dout)).asnumpy()
+    assert np.isfinite(weight).all() and np.isfinite(dlogits).all()
+    ref_weight, ref_dlogits = reference(logits, temperature, hard, dout.astype(np.float64))
+    if hard:  # exactly the float32 candidate values, and no gradient
+        np.testing.assert_array_equal(weight, ref_weight.astype(np.float32))
+        np.testing.assert_array_equal(dlogits, 0)
+        return
+    # Measured errors: weight <= 1e-6 absolute (values lie in [-1, 1]); gradient <= 1e-6 of its
+    # scale T * |dout|. Elementwise relative errors of small gradients are larger, as in any
+    # float32 evaluation of v_k - w.
+    np.testing.assert_allclose(weight, ref_weight, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(dlogits, ref_dlogits, rtol=0, atol=2e-6 * temperature * np.abs(dout).max())
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("num_candidates", [2, 4, 16])
+def test_matches_reference(mode, num_candidates):
+    mindspore.set_context(mode=mode)
+    op = soft_weight_op(num_candidates)
+    assert op is not None
+    net = WeightNet(op)
+    grad_net = ops.GradOperation(sens_param=True)(net)
+    rng = np.random.default_rng(num_candidates)
+    shape = (num_candidates,) + WEIGHT_SHAPE
+    dout = rng.standard_normal(WEIGHT_SHAPE).astype(np.float32)
+    logits = rng.standard_normal(shape).astype(np.float32)
+    logits[:, 0] = 0.25  # ties: the hard weight takes the first maximum
+    extreme = rng.choice(np.array([-1e3, 1e3, 999.5], np.float32), shape)
+    for temperature in TEMPERATURES:
+        for hard in (False, True):
+            check(net, grad_net, logits, temperature, hard, dout)
+            check(net, grad_net, extreme, temperature, hard, dout)
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setenv("MINDSPORE_SLB_NATIVE", "0")
+    assert soft_weight_op(2) is None
+
+
+def test_other_device_target_falls_back(monkeypatch):
+    monkeypatch.setattr(mindspore, "get_context", lambda key: "GPU")
+    assert soft_weight_op(2) is None
+
+
+def test_without_compiler_falls_back_with_warning(monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(native, "_warned", set())
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setenv("MINDSPORE_SLB_CACHE", str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING, logger=native.__name__):
+        assert soft_weight_op(4) is None
+    assert len(caplog.records) == 1 and "g++" in caplog.records[0].getMessage()
+
+
+def test_builds_into_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("MINDSPORE_SLB_CACHE", str(tmp_path))
+    op = soft_weight_op(2)
+    assert op is not None
+    # One finished library under a content-keyed name; no partial build left behind.
+    built = os.listdir(tmp_path)
+    assert len(built) == 1 and built[0].startswith("slb_soft_weight_") and built[0].endswith(".so")
+    assert soft_weight_op(16) is op
