@@ -1,0 +1,16 @@
+# make demo: install, then train W1 SLB ResNet18 on the bundled digits data and evaluate it
+#            (quantized and converted network); about 4-5 minutes on 2 CPU cores.
+# make test: install the test requirements and run the test suite.
+PYTHON ?= python3
+DEMO_CONFIG ?= configs/resnet18_digits_config.yaml
+
+.PHONY: demo test
+
+demo:
+	$(PYTHON) -m pip install -e . scikit-learn
+	$(PYTHON) scripts/train.py --config_path $(DEMO_CONFIG)
+	$(PYTHON) scripts/eval.py --config_path $(DEMO_CONFIG)
+
+test:
+	$(PYTHON) -m pip install -e ".[test]"
+	$(PYTHON) -m pytest -q tests

@@ -1,0 +1,156 @@
+"""Training callbacks of the recipe: per-epoch report with divergence guard, checkpoints, and
+optional evaluation. Epochs are counted from the start of the whole run (has_trained_epoch plus
+the epochs of this process), so a resumed run reports and saves the same epoch numbers as an
+uninterrupted one."""
+import math
+import os
+import time
+
+import numpy as np
+from mindspore import ops
+from mindspore.train.callback import Callback
+
+from recipe import EPOCH_KEY, RecipeError, checkpoint_name, save_checkpoint_atomically, saved_checkpoints
+
+SLB_QUANTIZER_CLASS = "SlbFakeQuantizerPerLayer"
+BN_STATISTICS_SUFFIXES = (".moving_mean", ".moving_variance")
+
+
+class LossDivergedError(RecipeError):
+    """The training loss became NaN or infinite."""
+
+
+def current_temperature(net):
+    """The SLB temperature of net's weight quantizers, or None for a float network."""
+    for _, cell in net.cells_and_names():
+        if type(cell).__name__ == SLB_QUANTIZER_CLASS:
+            return float(cell.temperature)
+    return None
+
+
+def _loss_value(net_outputs):
+    # With a loss-scale manager the train cell returns (loss, overflow, scale).
+    loss = net_outputs[0] if isinstance(net_outputs, (tuple, list)) else net_outputs
+    return float(np.mean(loss.asnumpy()))
+
+
+class RunEpochCallback(Callback):
+    """A callback that counts epochs over the whole run: has_trained_epoch plus this process's."""
+
+    def __init__(self, has_trained_epoch, epoch_size):
+        super().__init__()
+        self.has_trained_epoch = has_trained_epoch
+        self.epoch_size = epoch_size
+
+    def run_epoch(self, run_context):
+        return self.has_trained_epoch + run_context.original_args().cur_epoch_num
+
+
+class EpochReport(RunEpochCallback):
+    """Prints and records, per epoch: mean loss, time, temperature, learning rate (and accuracy).
+
+    Stops training with LossDivergedError naming the epoch and step of a NaN or infinite loss.
+    `lrs` is the learning-rate array of this process's steps; `evaluate`, when given, is called
+    every `eval_interval` epochs and returns a dict of metrics.
+    """
+
+    def __init__(self, net, lrs, steps_per_epoch, has_trained_epoch, epoch_size, evaluate=None, eval_interval=0):
+        super().__init__(has_trained_epoch, epoch_size)
+        self.net = net
+        self.lrs = lrs
+        self.steps_per_epoch = steps_per_epoch
+        self.evaluate = evaluate
+        self.eval_interval = eval_interval
+        self.history = []
+        self._losses = []
+        self._epoch_start = 0.0
+
+    def on_train_epoch_begin(self, run_context):
+        self._losses = []
+        self._epoch_start = time.time()
+
+    def on_train_step_end(self, run_context):
+        cb_params = run_context.original_args()
+        loss = _loss_value(cb_params.net_outputs)
+        if not math.isfinite(loss):
+            step = (cb_params.cur_step_num - 1) % self.steps_per_epoch + 1
+            raise LossDivergedError(f"training stopped: loss is {loss} at epoch {self.run_epoch(run_context)}, "
+                                    f"step {step} of {self.steps_per_epoch}")
+        self._losses.append(loss)
+
+    def on_train_epoch_end(self, run_context):
+        cb_params = run_context.original_args()
+        epoch_of_process = cb_params.cur_epoch_num  # indexes lrs, which start at this process's first step
+        seconds = time.time() - self._epoch_start
+        record = {
+            "epoch": self.run_epoch(run_context),
+            "loss": float(np.mean(self._losses)),
+            "epoch_time_s": seconds,
+            "step_time_ms": 1000.0 * seconds / self.steps_per_epoch,
+            "temperature": current_temperature(self.net),
+            # The rate the optimizer used at this epoch's last step.
+            "lr": float(self.lrs[epoch_of_process * self.steps_per_epoch - 1]),
+        }
+        if self.evaluate is not None and self.eval_interval and record["epoch"] % self.eval_interval == 0:
+            record["eval"] = self.evaluate()
+            cb_params.train_network.set_train(True)
+        self.history.append(record)
+        print(self._describe(record))
+
+    def _describe(self, record):
+        temperature = "n/a (float)" if record["temperature"] is None else f"{record['temperature']:.6g}"
+        text = (f"epoch {record['epoch']}/{self.epoch_size}: loss {record['loss']:.6f}, "
+                f"epoch time {record['epoch_time_s']:.2f} s, per step {record['step_time_ms']:.1f} ms, "
+                f"temperature {temperature}, lr {record['lr']:.6g}")
+        if "eval" in record:
+            text += ", " + ", ".join(f"{name} {value:.4f}" for name, value in record["eval"].items())
+        return text
+
+
+class AverageBatchNormStatistics(Callback):
+    """Data parallel: average the BN running statistics over the ranks after every epoch.
+
+    Gradients are averaged every step, so trainable parameters agree on all ranks; the running
+    statistics, though, see only each rank's shard. Averaging them makes every rank's checkpoint
+    the same network, measured on all the data.
+    """
+
+    def __init__(self, net, rank_size):
+        super().__init__()
+        self.statistics = [param for param in net.get_parameters() if param.name.endswith(BN_STATISTICS_SUFFIXES)]
+        self.rank_size = rank_size
+        # The AllReduce primitive has CPU kernels; comm_func.all_reduce has none on CPU.
+        self.sum_over_ranks = ops.AllReduce()
+
+    def on_train_epoch_end(self, run_context):
+        for param in self.statistics:
+            param.set_data(self.sum_over_ranks(param.value()) / self.rank_size)
+
+
+class CheckpointSaver(RunEpochCallback):
+    """Saves the train network (weights, BN statistics, optimizer moments) with the epoch reached.
+
+    Saves every `save_every` epochs and at the last epoch, keeps the newest `keep_max` files, and
+    writes each file under a temporary name first so an interrupted run leaves the previous
+    checkpoint intact and loadable.
+    """
+
+    def __init__(self, folder, quant_type, has_trained_epoch, epoch_size, save_every, keep_max):
+        super().__init__(has_trained_epoch, epoch_size)
+        self.folder = folder
+        self.quant_type = quant_type
+        self.save_every = save_every
+        self.keep_max = keep_max
+        self.last_path = None
+
+    def on_train_epoch_end(self, run_context):
+        epoch = self.run_epoch(run_context)
+        if epoch % self.save_every and epoch != self.epoch_size:
+            return
+        os.makedirs(self.folder, exist_ok=True)
+        path = os.path.join(self.folder, checkpoint_name(self.quant_type, epoch))
+        save_checkpoint_atomically(run_context.original_args().train_network, path,
+                                   {EPOCH_KEY: epoch, "quant_type": self.quant_type})
+        self.last_path = path
+        for _, old_path in saved_checkpoints(self.folder, self.quant_type)[:-self.keep_max]:
+            os.remove(old_path)

@@ -1,0 +1,228 @@
+"""Recipe configuration: a YAML file plus `--key value` command-line overrides of any key.
+
+Every key is declared once in OPTIONS with its type, default (the seed recipe's value) and the
+values it allows, so a typo, a wrong type or a value outside its set is caught before any work
+starts, with a one-line message naming the key and what it accepts.
+"""
+import difflib
+import os
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import yaml
+
+from lr_schedule import DECAY_MODES
+from resnet import CONV_INITS, DENSE_INITS
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+DEFAULT_CONFIG_PATH = os.path.join(CONFIG_DIR, "resnet18_digits_config.yaml")
+
+QUANT_TYPES = ("W32", "W1", "W2", "W4", "W1A8", "W2A8", "W4A8")
+
+
+class ConfigError(ValueError):
+    """A configuration value that the recipe cannot use; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Option:
+    kind: type
+    default: object
+    help: str
+    choices: tuple = None
+    minimum: float = None
+    maximum: float = None
+
+    def describe(self):
+        """What the option allows, in words, for error messages and --help."""
+        if self.choices:
+            return "one of " + ", ".join(str(choice) for choice in self.choices)
+        text = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}[self.kind]
+        if self.minimum is not None:
+            text += f" >= {self.minimum}"
+        if self.maximum is not None:
+            text += f" <= {self.maximum}"
+        return text
+
+
+OPTIONS = {
+    # data
+    "dataset": Option(str, "cifar10", "which data set data_path holds", ("cifar10", "imagenet", "digits")),
+    "data_path": Option(str, "", "cifar10: folder with data_batch_*.bin and test_batch.bin; "
+                                 "imagenet: folder with train/ and val/; digits: unused"),
+    "class_num": Option(int, 10, "number of classes", minimum=2),
+    "batch_size": Option(int, 32, "batch size per worker", minimum=1),
+    "train_image_size": Option(int, 224, "training image side in pixels", minimum=8),
+    "eval_image_size": Option(int, 224, "evaluation image side in pixels", minimum=8),
+    "train_num_samples": Option(int, 0, "use only this many training samples (0: all)", minimum=0),
+    "eval_num_samples": Option(int, 0, "use only this many evaluation samples (0: all)", minimum=0),
+    "shuffle": Option(bool, True, "shuffle the training data every epoch"),
+    "num_parallel_workers": Option(int, 2, "data-pipeline worker threads", minimum=1),
+    # model
+    "width": Option(int, 64, "channels of ResNet18's first stage (64: the standard network)", minimum=1),
+    "conv_init": Option(str, "XavierUniform", "initializer of conv weights", tuple(CONV_INITS)),
+    "dense_init": Option(str, "TruncatedNormal", "initializer of the classifier", tuple(DENSE_INITS)),
+    # quantization
+    "quant_type": Option(str, "W1", "weight bits (W32: float baseline) and optional 8-bit activations",
+                         QUANT_TYPES),
+    "enable_bn_calibration": Option(bool, False, "re-estimate BN statistics with discrete weights"),
+    "t_start_val": Option(float, 1.0, "initial temperature", minimum=1e-12),
+    "t_start_time": Option(float, 0.2, "fraction of epochs after which the temperature rises", minimum=0, maximum=1),
+    "t_end_time": Option(float, 0.6, "fraction of epochs after which the temperature stops rising",
+                         minimum=0, maximum=1),
+    "t_factor": Option(float, 1.2, "temperature growth factor per epoch", minimum=1e-12),
+    # optimisation
+    "epoch_size": Option(int, 100, "total epochs of the run", minimum=1),
+    "loss_scale": Option(float, 1024.0, "fixed loss scale", minimum=1e-12),
+    "momentum": Option(float, 0.9, "SGD momentum", minimum=0, maximum=1),
+    "weight_decay": Option(float, 1e-4, "weight decay of conv and dense weights", minimum=0),
+    "warmup_epochs": Option(int, 5, "epochs of linear warmup from lr_init to lr_max", minimum=0),
+    "lr_decay_mode": Option(str, "poly", "learning-rate decay after warmup", DECAY_MODES),
+    "lr_init": Option(float, 0.01, "learning rate at the first step", minimum=0),
+    "lr_max": Option(float, 0.1, "learning rate at the end of warmup", minimum=0),
+    "lr_end": Option(float, 0.00001, "learning rate at the last step", minimum=0),
+    "use_label_smooth": Option(bool, True, "smooth the one-hot labels"),
+    "label_smooth_factor": Option(float, 0.1, "label smoothing amount", minimum=0, maximum=0.999),
+    "seed": Option(int, 1, "random seed of initialisation and data order", minimum=0),
+    # run
+    "device_target": Option(str, "auto", "auto: GPU when MindSpore can use one, else CPU", ("auto", "CPU", "GPU")),
+    "mode_name": Option(str, "GRAPH", "MindSpore execution mode", ("GRAPH", "PYNATIVE")),
+    "run_distribute": Option(bool, False, "data-parallel training under msrun"),
+    "device_num": Option(int, 1, "data-parallel workers expected (1: whatever msrun starts)", minimum=1),
+    "eval_interval": Option(int, 0, "evaluate every this many epochs during training (0: never)", minimum=0),
+    # checkpoints and outputs
+    "output_path": Option(str, "./output", "folder for checkpoints, logs and results"),
+    "checkpoint_path": Option(str, "checkpoint", "checkpoint folder, relative to output_path"),
+    "save_checkpoint": Option(bool, True, "save checkpoints during training"),
+    "save_checkpoint_epochs": Option(int, 5, "save a checkpoint every this many epochs (and at the end)", minimum=1),
+    "keep_checkpoint_max": Option(int, 10, "checkpoints kept per run", minimum=1),
+    "pre_trained": Option(str, "", "checkpoint to resume from (continues at the epoch it records)"),
+    "has_trained_epoch": Option(int, 0, "epochs already trained, for a checkpoint that records none", minimum=0),
+    "checkpoint_file_path": Option(str, "", "checkpoint for eval.py/export.py (empty: the run's latest)"),
+    "file_name": Option(str, "resnet18_slb", "exported file name, without extension"),
+    "file_format": Option(str, "MINDIR", "export format", ("MINDIR",)),
+}
+
+_TRUE_WORDS = ("true", "yes", "1")
+_FALSE_WORDS = ("false", "no", "0")
+
+
+def _convert(key, value):
+    """Convert a YAML or command-line value to the option's type, or raise ConfigError."""
+    option = OPTIONS[key]
+    if isinstance(value, str) and option.kind is not str:
+        value = _parse_text(key, option, value)
+    # bool is an int subclass: True must not pass as an integer, nor 1 as a flag.
+    if option.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not option.kind:  # pylint: disable=unidiomatic-typecheck
+        raise ConfigError(f"config key '{key}' must be {option.describe()}, got {value!r}")
+    if option.choices and value not in option.choices:
+        raise ConfigError(f"config key '{key}' must be {option.describe()}, got {value!r}")
+    if (option.minimum is not None and value < option.minimum) or \
+            (option.maximum is not None and value > option.maximum):
+        raise ConfigError(f"config key '{key}' must be {option.describe()}, got {value!r}")
+    return value
+
+
+def _parse_text(key, option, text):
+    lowered = text.strip().lower()
+    if option.kind is bool:
+        if lowered in _TRUE_WORDS or lowered in _FALSE_WORDS:
+            return lowered in _TRUE_WORDS
+    else:
+        try:
+            return option.kind(lowered)
+        except ValueError:
+            pass
+    raise ConfigError(f"config key '{key}' must be {option.describe()}, got {text!r}")
+
+
+def _check_known(key):
+    if key not in OPTIONS:
+        close = difflib.get_close_matches(key, OPTIONS, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"unknown config key '{key}'{hint}; known keys: {', '.join(OPTIONS)}")
+
+
+def _split_command_line(argv):
+    """Turn ['--a', '1', '--b=2'] into [('a', '1'), ('b', '2')]."""
+    pairs = []
+    tokens = list(argv)
+    while tokens:
+        token = tokens.pop(0)
+        if not token.startswith("--") or token == "--":
+            raise ConfigError(f"expected --key value, got {token!r}")
+        key, has_value, value = token[2:].partition("=")
+        if not has_value:
+            if not tokens:
+                raise ConfigError(f"config key '{key}' has no value on the command line")
+            value = tokens.pop(0)
+        pairs.append((key, value))
+    return pairs
+
+
+def _read_yaml(path):
+    if not os.path.isfile(path):
+        raise ConfigError(f"config_path '{path}' is not a file")
+    with open(path, encoding="utf-8") as stream:
+        try:
+            content = yaml.safe_load(stream) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config_path '{path}' is not valid YAML: {str(error).splitlines()[0]}") from error
+    if not isinstance(content, dict):
+        raise ConfigError(f"config_path '{path}' must hold a mapping of key: value")
+    return content
+
+
+def _check_consistency(values):
+    if values["t_end_time"] < values["t_start_time"]:
+        raise ConfigError(f"config key 't_end_time' must be >= t_start_time ({values['t_start_time']}), "
+                          f"got {values['t_end_time']}")
+    if values["warmup_epochs"] > values["epoch_size"]:
+        raise ConfigError(f"config key 'warmup_epochs' must be <= epoch_size ({values['epoch_size']}), "
+                          f"got {values['warmup_epochs']}")
+    if values["has_trained_epoch"] >= values["epoch_size"]:
+        raise ConfigError(f"config key 'has_trained_epoch' must be < epoch_size ({values['epoch_size']}), "
+                          f"got {values['has_trained_epoch']}")
+    if values["dataset"] != "digits" and not values["data_path"]:
+        raise ConfigError(f"config key 'data_path' must name the {values['dataset']} folder, got ''")
+
+
+def load_config(argv=None):
+    """Build the configuration from `--config_path FILE` (default: the digits recipe) and overrides.
+
+    Later sources win: option defaults, then the YAML file, then the command line.
+    """
+    pairs = _split_command_line(argv or [])
+    config_path = DEFAULT_CONFIG_PATH
+    for key, value in pairs:
+        if key == "config_path":
+            config_path = value
+    values = {key: option.default for key, option in OPTIONS.items()}
+    sources = list(_read_yaml(config_path).items()) + [pair for pair in pairs if pair[0] != "config_path"]
+    for key, value in sources:
+        _check_known(key)
+        values[key] = _convert(key, value)
+    _check_consistency(values)
+    return SimpleNamespace(config_path=config_path, **values)
+
+
+def usage():
+    """Text listing every key, what it allows and its default."""
+    lines = ["options (YAML keys, each can be given as --key value):", "  --config_path FILE (default: digits recipe)"]
+    for key, option in OPTIONS.items():
+        lines.append(f"  --{key}: {option.help}; {option.describe()}; default {option.default!r}")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    """load_config for a script's main(): --help prints the keys, a bad value exits with one line."""
+    argv = list(argv)
+    if "-h" in argv or "--help" in argv:
+        print(usage())
+        raise SystemExit(0)
+    try:
+        return load_config(argv)
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None

@@ -1,0 +1,200 @@
+"""What train.py, eval.py, export.py and sweep.py share: runtime set-up, the (quantized)
+network, data splits, checkpoints and top-k evaluation."""
+import os
+import re
+import sys
+from types import SimpleNamespace
+
+import mindspore as ms
+import mindspore.dataset as ds
+import mindspore.nn as nn
+from mindspore.communication import get_group_size, get_rank, init
+
+from config import parse_args
+from dataset import DataPathError, create_dataset
+from resnet import resnet18
+
+CHECKPOINT_NAME = re.compile(r"^resnet18_(?P<quant>W\d+(A8)?)-(?P<epoch>\d+)\.ckpt$")
+# Key under which a checkpoint records the last epoch it completed (the epoch reached).
+EPOCH_KEY = "epoch_num"
+TOPK_METRICS = ("top_1_accuracy", "top_5_accuracy")
+
+
+class RecipeError(RuntimeError):
+    """A problem with the run's inputs that the user can fix; the message is one line."""
+
+
+def script_main(run, argv=None):
+    """Entry point of a recipe script: parse the configuration, run, and turn the user's errors
+    (bad data path, mismatched checkpoint, diverged loss) into a one-line exit message."""
+    config = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(config)
+    except (RecipeError, DataPathError) as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def with_overrides(config, **overrides):
+    """A copy of config with some keys replaced by values known to be valid."""
+    return SimpleNamespace(**{**vars(config), **overrides})
+
+
+def resolve_device_target(device_target):
+    """'auto' becomes GPU when MindSpore can use one here, else CPU."""
+    if device_target == "auto":
+        return "GPU" if ms.hal.is_available("GPU") else "CPU"
+    return device_target
+
+
+def setup_runtime(config, distributed=False):
+    """Set mode, device and seeds; join the data-parallel group when asked.
+
+    Returns (rank_id, rank_size); (0, 1) when not distributed.
+    """
+    target = resolve_device_target(config.device_target)
+    ms.set_context(mode=ms.GRAPH_MODE if config.mode_name == "GRAPH" else ms.PYNATIVE_MODE)
+    # MindSpore refuses set_device once its runtime started, even for the same device (the
+    # scripts' main() functions run one after another in one process in the tests and the sweep).
+    if ms.get_context("device_target") != target:
+        ms.set_device(target)
+    ms.set_seed(config.seed)
+    ds.config.set_seed(config.seed)
+    if not distributed:
+        return 0, 1
+    init()
+    rank_id, rank_size = get_rank(), get_group_size()
+    if config.device_num not in (1, rank_size):
+        raise RecipeError(f"device_num is {config.device_num} but msrun started {rank_size} workers")
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                 device_num=rank_size)
+    return rank_id, rank_size
+
+
+def create_split(config, do_train, rank_id=0, rank_size=1):
+    """The training or evaluation pipeline the config describes."""
+    return create_dataset(
+        config.dataset, config.data_path, do_train, config.batch_size,
+        config.train_image_size if do_train else config.eval_image_size,
+        num_samples=config.train_num_samples if do_train else config.eval_num_samples,
+        shuffle=config.shuffle, num_parallel_workers=config.num_parallel_workers,
+        rank_id=rank_id, rank_size=rank_size)
+
+
+def weight_bits(quant_type):
+    """'W2A8' -> 2; 'W32' (the float baseline) -> 32."""
+    return int(re.match(r"W(\d+)", quant_type).group(1))
+
+
+def build_slb_algorithm(config, has_trained_epoch):
+    """The SLB algorithm for the config's quant_type, or None for the float baseline W32."""
+    if config.quant_type == "W32":
+        return None
+    from mindspore_slb import QuantDtype, SlbQuantAwareTraining  # pylint: disable=import-outside-toplevel
+    return SlbQuantAwareTraining({
+        "quant_dtype": [QuantDtype.INT8, {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}[
+            weight_bits(config.quant_type)]],
+        "enable_act_quant": config.quant_type.endswith("A8"),
+        "enable_bn_calibration": config.enable_bn_calibration,
+        "epoch_size": config.epoch_size,
+        "has_trained_epoch": has_trained_epoch,
+        "t_start_val": config.t_start_val,
+        "t_start_time": config.t_start_time,
+        "t_end_time": config.t_end_time,
+        "t_factor": config.t_factor,
+    })
+
+
+def build_network(config, has_trained_epoch=0):
+    """ResNet18 for the config, with SLB applied unless quant_type is W32. Returns (net, algo)."""
+    net = resnet18(config.class_num, config.width, config.conv_init, config.dense_init)
+    algo = build_slb_algorithm(config, has_trained_epoch)
+    if algo is not None:
+        net = algo.apply(net)
+    return net, algo
+
+
+def checkpoint_dir(config, rank_id=0):
+    """Where a run writes checkpoints; data-parallel runs keep one folder per rank."""
+    folder = os.path.join(config.output_path, config.checkpoint_path)
+    return os.path.join(folder, f"rank_{rank_id}") if config.run_distribute else folder
+
+
+def checkpoint_name(quant_type, epoch):
+    return f"resnet18_{quant_type}-{epoch}.ckpt"
+
+
+def saved_checkpoints(folder, quant_type):
+    """Completed checkpoints of quant_type in folder, as (epoch, path), oldest first."""
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        match = CHECKPOINT_NAME.match(name)
+        if match and match.group("quant") == quant_type:
+            found.append((int(match.group("epoch")), os.path.join(folder, name)))
+    return sorted(found)
+
+
+def save_checkpoint_atomically(cell, path, append_dict):
+    """Write to a temporary name and rename, so an interrupted save never replaces a good file."""
+    temporary = path[:-len(".ckpt")] + ".partial.ckpt"
+    ms.save_checkpoint(cell, temporary, append_dict=append_dict)
+    os.replace(temporary, path)
+
+
+def read_checkpoint(path):
+    if not os.path.isfile(path):
+        raise RecipeError(f"checkpoint '{path}' is not a file")
+    return ms.load_checkpoint(path)
+
+
+def epoch_reached(param_dict):
+    """The epoch a recipe checkpoint records as completed, or None for another checkpoint."""
+    return int(param_dict[EPOCH_KEY].asnumpy()) if EPOCH_KEY in param_dict else None
+
+
+def load_into_network(net, param_dict, path):
+    """Load a checkpoint that must cover every parameter of net (a mismatch means another recipe)."""
+    missing, _ = ms.load_param_into_net(net, param_dict)
+    if missing:
+        raise RecipeError(f"checkpoint '{path}' lacks {len(missing)} parameters of this network "
+                          f"(e.g. {missing[0]}): was it trained with another quant_type, width or class_num?")
+
+
+def resolve_checkpoint(config):
+    """checkpoint_file_path, or when empty the latest checkpoint the configured run wrote."""
+    if config.checkpoint_file_path:
+        return config.checkpoint_file_path
+    folder = checkpoint_dir(config)
+    found = saved_checkpoints(folder, config.quant_type)
+    if not found:
+        raise RecipeError(f"no {config.quant_type} checkpoint in '{folder}'; "
+                          "train first or set checkpoint_file_path")
+    return found[-1][1]
+
+
+def load_trained_network(config):
+    """The network of config with the checkpoint eval/export should use. Returns (net, algo, path)."""
+    path = resolve_checkpoint(config)
+    net, algo = build_network(config)
+    load_into_network(net, read_checkpoint(path), path)
+    return net, algo, path
+
+
+def loss_function(config):
+    smoothing = config.label_smooth_factor if config.use_label_smooth else 0.0
+    return nn.CrossEntropyLoss(reduction="mean", label_smoothing=smoothing)
+
+
+def topk_metrics(class_num):
+    # With fewer than five classes every label is within the top five.
+    return {"top_1_accuracy": nn.Top1CategoricalAccuracy(),
+            "top_5_accuracy": nn.TopKCategoricalAccuracy(min(5, class_num))}
+
+
+def evaluate(net, dataset, config):
+    """top_1_accuracy and top_5_accuracy of net on dataset, in inference mode."""
+    net.set_train(False)
+    model = ms.Model(net, loss_fn=loss_function(config), metrics=topk_metrics(config.class_num))
+    result = model.eval(dataset, dataset_sink_mode=False)
+    return {name: float(result[name]) for name in TOPK_METRICS}

@@ -1,0 +1,72 @@
+"""Helpers of the recipe tests: the scripts on sys.path, tiny generated data sets, tiny runs."""
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS_DIR = os.path.join(REPO_ROOT, "scripts")
+if SCRIPTS_DIR not in sys.path:
+    sys.path.insert(0, SCRIPTS_DIR)
+
+# Cifar10Dataset reads files of exactly this many records (see SLB_FACTS.md).
+CIFAR_RECORDS_PER_FILE = 10000
+CIFAR_SIDE = 32
+
+
+def class_images(labels, side, rng):
+    """uint8 HWC images whose colour depends on the label, plus noise: learnable, yet not trivial."""
+    palette = rng.integers(0, 256, size=(int(labels.max()) + 1, 3))
+    noise = rng.normal(0, 40, size=(len(labels), side, side, 3))
+    return np.clip(palette[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+
+
+def write_cifar10_binary(folder, seed=0):
+    """A cifar-10-batches-bin folder with one full-size train file and the test file."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in ("data_batch_1.bin", "test_batch.bin"):
+        labels = rng.integers(0, 10, size=CIFAR_RECORDS_PER_FILE).astype(np.uint8)
+        # Records are a label byte then the image in CHW order.
+        pixels = class_images(labels, CIFAR_SIDE, rng).transpose(0, 3, 1, 2).reshape(len(labels), -1)
+        np.concatenate([labels[:, None], pixels], axis=1).tofile(os.path.join(folder, name))
+    return folder
+
+
+def write_image_folder(root, class_num=3, per_class=4, side=24, seed=0):
+    """An ImageNet-style tree: root/{train,val}/<class>/<n>.JPEG."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(class_num), per_class)
+    for split in ("train", "val"):
+        for index, (label, image) in enumerate(zip(labels, class_images(labels, side, rng))):
+            folder = os.path.join(root, split, f"class_{label}")
+            os.makedirs(folder, exist_ok=True)
+            Image.fromarray(image).save(os.path.join(folder, f"{index}.JPEG"))
+    return root
+
+
+def tiny_args(output_path, **overrides):
+    """Command-line arguments of a tiny, deterministic run on the digits data."""
+    settings = {
+        "output_path": str(output_path), "device_target": "CPU", "width": 4, "batch_size": 8,
+        "train_image_size": 16, "eval_image_size": 16, "train_num_samples": 16, "eval_num_samples": 16,
+        "epoch_size": 2, "warmup_epochs": 1, "save_checkpoint_epochs": 1, "keep_checkpoint_max": 10,
+        "num_parallel_workers": 1, "shuffle": False, "mode_name": "PYNATIVE",
+    }
+    settings.update(overrides)
+    args = []
+    for key, value in settings.items():
+        args += [f"--{key}", str(value)]
+    return args
+
+
+_GENERATED = {}
+
+
+def shared_data(kind, tmp_path_factory):
+    """Generate each kind of data ('cifar10' or 'imagenet') once per test session."""
+    if kind not in _GENERATED:
+        folder = str(tmp_path_factory.mktemp(kind))
+        _GENERATED[kind] = write_cifar10_binary(folder) if kind == "cifar10" else write_image_folder(folder)
+    return _GENERATED[kind]

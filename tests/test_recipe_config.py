@@ -1,0 +1,129 @@
+"""Recipe configuration: YAML files, command-line overrides, one-line errors; lr schedules."""
+import glob
+import os
+
+import mindspore as ms
+import numpy as np
+import pytest
+import yaml
+
+from recipe_data import REPO_ROOT
+
+import config as recipe_config
+from lr_schedule import get_lr
+from recipe import resolve_device_target
+
+CONFIG_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "resnet18_*_config.yaml")))
+
+
+def error_line(argv):
+    with pytest.raises(SystemExit) as raised:
+        recipe_config.parse_args(argv)
+    message = str(raised.value.code)
+    assert "\n" not in message
+    return message
+
+
+def test_shipped_configs_list_every_key_and_load():
+    assert len(CONFIG_FILES) == 3
+    for path in CONFIG_FILES:
+        with open(path, encoding="utf-8") as stream:
+            assert set(yaml.safe_load(stream)) == set(recipe_config.OPTIONS), path
+        loaded = recipe_config.load_config(["--config_path", path])
+        assert loaded.config_path == path
+
+
+def test_cifar10_config_holds_the_seed_recipe():
+    loaded = recipe_config.load_config(["--config_path", os.path.join(REPO_ROOT, "configs",
+                                                                      "resnet18_cifar10_config.yaml")])
+    assert (loaded.epoch_size, loaded.batch_size, loaded.lr_decay_mode) == (100, 32, "poly")
+    assert (loaded.lr_init, loaded.lr_max, loaded.lr_end, loaded.warmup_epochs) == (0.01, 0.1, 0.00001, 5)
+    assert (loaded.momentum, loaded.weight_decay, loaded.label_smooth_factor) == (0.9, 0.0001, 0.1)
+    assert (loaded.train_image_size, loaded.quant_type) == (224, "W1")
+    assert (loaded.t_start_val, loaded.t_start_time, loaded.t_end_time, loaded.t_factor) == (1.0, 0.2, 0.6, 1.2)
+
+
+def test_command_line_overrides_convert_to_the_key_type():
+    loaded = recipe_config.load_config(["--quant_type", "W4", "--epoch_size=2", "--shuffle", "false",
+                                        "--lr_max", "1e-3", "--loss_scale", "1"])
+    assert loaded.quant_type == "W4" and loaded.epoch_size == 2 and loaded.shuffle is False
+    assert loaded.lr_max == 0.001 and loaded.loss_scale == 1.0 and isinstance(loaded.loss_scale, float)
+    assert loaded.dataset == "digits"  # the default configuration
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--epochs", "3"], ["'epochs'", "epoch_size", "known keys"]),
+    (["--epoch_size", "two"], ["'epoch_size'", "an integer", "'two'"]),
+    (["--quant_type", "W3"], ["'quant_type'", "W32, W1, W2, W4, W1A8, W2A8, W4A8", "'W3'"]),
+    (["--device_target", "TPU"], ["'device_target'", "auto, CPU, GPU"]),
+    (["--shuffle", "maybe"], ["'shuffle'", "True or False"]),
+    (["--t_start_time", "1.5"], ["'t_start_time'", "<= 1"]),
+    (["--t_start_time", "0.7", "--t_end_time", "0.5"], ["'t_end_time'", ">= t_start_time"]),
+    (["--batch_size", "0"], ["'batch_size'", ">= 1"]),
+    (["--dataset", "cifar10"], ["'data_path'"]),
+    (["--epoch_size"], ["'epoch_size'", "no value"]),
+    (["W4"], ["expected --key value"]),
+])
+def test_bad_command_line_is_a_one_line_error(argv, expected):
+    message = error_line(argv)
+    assert message.startswith("error: ")
+    for part in expected:
+        assert part in message
+
+
+def test_bad_yaml_values_are_one_line_errors(tmp_path):
+    cases = {"unknown: 1\n": "'unknown'", "epoch_size: true\n": "'epoch_size'", "use_label_smooth: 1\n":
+             "'use_label_smooth'", "- a list\n": "mapping", "epoch_size: [\n": "not valid YAML"}
+    for text, expected in cases.items():
+        path = tmp_path / "bad.yaml"
+        path.write_text(text)
+        assert expected in error_line(["--config_path", str(path)])
+    assert "is not a file" in error_line(["--config_path", str(tmp_path / "missing.yaml")])
+
+
+def test_int_is_accepted_for_float_keys_in_yaml(tmp_path):
+    path = tmp_path / "ints.yaml"
+    path.write_text("dataset: digits\nlr_end: 0\nloss_scale: 128\n")
+    loaded = recipe_config.load_config(["--config_path", str(path)])
+    assert loaded.lr_end == 0.0 and loaded.loss_scale == 128.0
+    assert loaded.epoch_size == recipe_config.OPTIONS["epoch_size"].default
+
+
+def test_help_lists_every_key(capsys):
+    with pytest.raises(SystemExit) as raised:
+        recipe_config.parse_args(["--help"])
+    assert raised.value.code == 0
+    printed = capsys.readouterr().out
+    assert all(f"--{key}:" in printed for key in recipe_config.OPTIONS)
+
+
+def test_auto_device_target_follows_what_mindspore_can_use():
+    assert resolve_device_target("auto") == ("GPU" if ms.hal.is_available("GPU") else "CPU")
+    assert resolve_device_target("CPU") == "CPU"
+
+
+def test_poly_schedule_warms_up_then_decays_to_lr_end():
+    lrs = get_lr(0.01, 0.0001, 0.1, warmup_epochs=2, total_epochs=10, steps_per_epoch=5, lr_decay_mode="poly")
+    assert lrs.dtype == np.float32 and lrs.shape == (50,)
+    np.testing.assert_allclose(lrs[:10], np.linspace(0.01, 0.1, 11)[:10], rtol=1e-6)
+    assert lrs[10] == pytest.approx(0.1)
+    assert np.all(np.diff(lrs[10:]) < 0)
+    assert lrs[-1] == pytest.approx(0.0001 + 0.0999 * (1 / 40) ** 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["cosine", "linear"])
+def test_smooth_schedules_fall_monotonically_from_lr_max(mode):
+    lrs = get_lr(0.0, 0.0, 1.0, warmup_epochs=0, total_epochs=4, steps_per_epoch=10, lr_decay_mode=mode)
+    assert lrs[0] == pytest.approx(1.0) and np.all(np.diff(lrs) < 0) and lrs[-1] < 0.1
+
+
+def test_steps_schedule_divides_by_ten_at_30_60_80_percent():
+    lrs = get_lr(0.0, 0.0, 1.0, warmup_epochs=0, total_epochs=10, steps_per_epoch=1, lr_decay_mode="steps")
+    np.testing.assert_allclose(lrs, [1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+
+
+def test_schedule_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="lr_decay_mode"):
+        get_lr(0.0, 0.0, 1.0, 0, 2, 2, "exp")
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        get_lr(0.0, 0.0, 1.0, 3, 2, 2, "poly")

@@ -1,0 +1,99 @@
+"""Recipe data pipelines and the ResNet18 model."""
+import numpy as np
+import pytest
+import mindspore as ms
+
+from recipe_data import shared_data
+
+from dataset import DataPathError, create_dataset, digits_split
+from resnet import resnet18
+
+
+@pytest.fixture(name="cifar10")
+def cifar10_fixture(tmp_path_factory):
+    return shared_data("cifar10", tmp_path_factory)
+
+
+@pytest.fixture(name="imagenet")
+def imagenet_fixture(tmp_path_factory):
+    return shared_data("imagenet", tmp_path_factory)
+
+
+def batches(data):
+    return list(data.create_tuple_iterator(output_numpy=True))
+
+
+def test_cifar10_batches_have_the_requested_shape_and_count(cifar10):
+    for do_train, size in ((True, 16), (False, 24)):
+        data = create_dataset("cifar10", cifar10, do_train, batch_size=4, image_size=size, num_samples=10)
+        found = batches(data)
+        # Training drops the incomplete last batch; evaluation keeps every sample.
+        assert [len(images) for images, _ in found] == ([4, 4] if do_train else [4, 4, 2])
+        images, labels = found[0]
+        assert images.shape == (4, 3, size, size) and images.dtype == np.float32
+        assert labels.dtype == np.int32 and labels.min() >= 0 and labels.max() < 10
+
+
+def test_data_parallel_shards_are_disjoint(cifar10):
+    shards = []
+    for rank_id in range(2):
+        data = create_dataset("cifar10", cifar10, False, batch_size=8, image_size=32, num_samples=8,
+                              rank_id=rank_id, rank_size=2)
+        shards.append({image.tobytes() for images, _ in batches(data) for image in images})
+    assert len(shards[0]) == len(shards[1]) == 8 and not shards[0] & shards[1]
+
+
+def test_missing_data_files_are_one_line_errors(tmp_path, cifar10):
+    with pytest.raises(DataPathError) as raised:
+        create_dataset("cifar10", str(tmp_path), True, batch_size=4, image_size=32)
+    message = str(raised.value)
+    assert "\n" not in message and str(tmp_path) in message and "data_batch_" in message
+    with pytest.raises(DataPathError, match="train/"):
+        create_dataset("imagenet", cifar10, True, batch_size=4, image_size=32)
+
+
+def test_image_folder_reads_class_subfolders(imagenet):
+    data = create_dataset("imagenet", imagenet, False, batch_size=12, image_size=16)
+    (images, labels), = batches(data)
+    assert images.shape == (12, 3, 16, 16) and sorted(set(labels.tolist())) == [0, 1, 2]
+
+
+def test_digits_are_split_once_into_disjoint_rgb_sets():
+    train_images, train_labels = digits_split(True)
+    eval_images, _ = digits_split(False)
+    assert len(train_images) + len(eval_images) == 1797 and len(eval_images) == 359
+    assert train_images.shape[1:] == (8, 8, 3) and train_images.dtype == np.uint8 and train_images.max() == 255
+    assert np.array_equal(train_images[..., 0], train_images[..., 2])
+    assert set(train_labels.tolist()) == set(range(10))
+    data = create_dataset("digits", "", True, batch_size=8, image_size=32, num_samples=8)
+    assert batches(data)[0][0].shape == (8, 3, 32, 32)
+
+
+def test_create_dataset_validates_its_arguments():
+    with pytest.raises(ValueError, match="dataset"):
+        create_dataset("mnist", "", True, batch_size=8, image_size=32)
+    with pytest.raises(ValueError, match="batch_size"):
+        create_dataset("digits", "", True, batch_size=0, image_size=32)
+    with pytest.raises(ValueError, match="rank_id"):
+        create_dataset("digits", "", True, batch_size=8, image_size=32, rank_id=2, rank_size=2)
+
+
+def test_resnet18_keeps_the_seed_layout_and_scales_with_width():
+    net = resnet18(class_num=7, width=4)
+    names = {param.name for param in net.get_parameters()}
+    assert {"conv1.weight", "bn1.gamma", "layer1.0.conv1.weight", "layer1.0.bn1d.moving_mean",
+            "layer2.0.down_sample_layer.0.weight", "layer4.1.bn2d.beta", "end_point.weight"} <= names
+    convs = [cell for _, cell in net.cells_and_names() if isinstance(cell, ms.nn.Conv2d)]
+    assert len(convs) == 20  # 17 3x3/7x7 convolutions of ResNet18 plus 3 down-sampling 1x1s
+    assert net.end_point.weight.shape == (7, 32)
+    net.set_train(False)
+    out = net(ms.Tensor(np.zeros((2, 3, 16, 16), np.float32)))
+    assert out.shape == (2, 7)
+    assert resnet18(width=64).end_point.weight.shape == (10, 512)
+
+
+def test_resnet18_rejects_unknown_options():
+    with pytest.raises(ValueError, match="conv_init"):
+        resnet18(conv_init="Orthogonal")
+    with pytest.raises(ValueError, match="width"):
+        resnet18(width=0)

@@ -1,0 +1,114 @@
+"""train -> eval -> export through the scripts' own entry points, in both execution modes."""
+import os
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from recipe_data import shared_data, tiny_args
+
+import eval as evaluation
+import export
+import train
+from config import load_config
+from lr_schedule import get_lr
+from recipe import create_split, epoch_reached, load_trained_network, setup_runtime
+
+
+def expected_temperature(epoch, epoch_size, start_val=1.0, start_time=0.5, end_time=1.0, factor=1.2):
+    """The SLB schedule as SLB_FACTS.md states it."""
+    start_epoch, end_epoch = int(epoch_size * start_time), int(epoch_size * end_time)
+    if epoch <= start_epoch:
+        return start_val
+    return start_val * factor ** (min(epoch, end_epoch) - start_epoch)
+
+
+def check_training_record(result, args, steps_per_epoch):
+    config = load_config(args)
+    history = result["history"]
+    assert [record["epoch"] for record in history] == [1, 2]
+    lrs = get_lr(config.lr_init, config.lr_end, config.lr_max, config.warmup_epochs, 2, steps_per_epoch)
+    for record in history:
+        assert np.isfinite(record["loss"]) and record["epoch_time_s"] > 0
+        assert ("eval" in record) == bool(config.eval_interval and record["epoch"] % config.eval_interval == 0)
+        assert record["lr"] == pytest.approx(float(lrs[record["epoch"] * steps_per_epoch - 1]))
+        if config.quant_type == "W32":
+            assert record["temperature"] is None
+        else:
+            assert record["temperature"] == pytest.approx(expected_temperature(record["epoch"], 2))
+    checkpoint = result["checkpoint"]
+    assert os.path.basename(checkpoint) == f"resnet18_{config.quant_type}-2.ckpt"
+    assert epoch_reached(ms.load_checkpoint(checkpoint)) == 2
+    assert sorted(os.listdir(os.path.dirname(checkpoint))) == [f"resnet18_{config.quant_type}-{epoch}.ckpt"
+                                                              for epoch in (1, 2)]
+
+
+def check_export_matches_converted_network(args, mindir_path):
+    config = load_config(args)
+    setup_runtime(config)
+    net, algo, _ = load_trained_network(config)
+    deploy_net = net if algo is None else algo.convert(net)
+    deploy_net.set_train(False)
+    images = ms.Tensor(next(create_split(config, False).create_tuple_iterator(output_numpy=True))[0][:1])
+    exported = ms.nn.GraphCell(ms.load(mindir_path))
+    np.testing.assert_allclose(exported(images).asnumpy(), deploy_net(images).asnumpy(), rtol=1e-4, atol=1e-5)
+    if algo is not None:
+        # The deployable network holds only candidate values, e.g. {-1, +1} for W1.
+        weights = np.concatenate([param.asnumpy().ravel() for param in deploy_net.get_parameters()
+                                  if param.name.endswith("conv1.weight")])
+        assert set(np.unique(weights).tolist()) <= {-1.0, 1.0}
+
+
+def run_recipe(args, steps_per_epoch, capsys):
+    result = train.main(args)
+    check_training_record(result, args, steps_per_epoch)
+    printed = capsys.readouterr().out
+    assert "epoch 2/2: loss" in printed and "per step" in printed and "lr " in printed
+
+    evaluated = evaluation.main(args)
+    printed = capsys.readouterr().out
+    assert "top_1_accuracy" in printed and "top_5_accuracy" in printed
+    metrics = evaluated["quantized"]
+    assert 0.0 <= metrics["top_1_accuracy"] <= metrics["top_5_accuracy"] <= 1.0
+    mindir_path = export.main(args)
+    assert mindir_path.endswith(".mindir") and os.path.getsize(mindir_path) > 0
+    check_export_matches_converted_network(args, mindir_path)
+    return result, evaluated
+
+
+@pytest.mark.parametrize("mode_name", ["GRAPH", "PYNATIVE"])
+def test_cifar10_w1_train_eval_export(mode_name, tmp_path, tmp_path_factory, capsys):
+    args = tiny_args(tmp_path, dataset="cifar10", data_path=shared_data("cifar10", tmp_path_factory),
+                     quant_type="W1", mode_name=mode_name, t_start_time=0.5, t_end_time=1.0,
+                     train_image_size=32, eval_image_size=32, eval_num_samples=20, eval_interval=2)
+    result, evaluated = run_recipe(args, steps_per_epoch=2, capsys=capsys)
+    assert evaluated["converted"] == evaluated["quantized"]
+    # Evaluating during training, after the last epoch, sees the network of the last checkpoint.
+    assert result["history"][-1]["eval"] == evaluated["quantized"]
+
+
+def test_image_folder_float_baseline_train_eval_export(tmp_path, tmp_path_factory, capsys):
+    args = tiny_args(tmp_path, dataset="imagenet", data_path=shared_data("imagenet", tmp_path_factory),
+                     class_num=3, quant_type="W32", train_num_samples=0, eval_num_samples=0)
+    _, evaluated = run_recipe(args, steps_per_epoch=1, capsys=capsys)
+    assert evaluated["converted"] is None
+
+
+def test_eval_of_a_checkpoint_from_another_recipe_is_a_one_line_error(tmp_path, capsys):
+    args = tiny_args(tmp_path, quant_type="W32", epoch_size=1, warmup_epochs=0)
+    checkpoint = train.main(args)["checkpoint"]
+    with pytest.raises(SystemExit) as raised:
+        evaluation.main(tiny_args(tmp_path, quant_type="W2", checkpoint_file_path=checkpoint))
+    message = str(raised.value.code)
+    assert "\n" not in message and checkpoint in message and "quant_type" in message
+    with pytest.raises(SystemExit, match="no W4 checkpoint"):
+        export.main(tiny_args(tmp_path, quant_type="W4"))
+
+
+def test_eval_fails_when_the_converted_network_disagrees(tmp_path, monkeypatch):
+    args = tiny_args(tmp_path, quant_type="W1", epoch_size=1, warmup_epochs=0)
+    train.main(args)
+    figures = iter([{"top_1_accuracy": 0.5, "top_5_accuracy": 0.9}, {"top_1_accuracy": 0.4, "top_5_accuracy": 0.9}])
+    monkeypatch.setattr(evaluation, "evaluate", lambda *_: next(figures))
+    with pytest.raises(SystemExit, match="converted network does not reproduce"):
+        evaluation.main(args)

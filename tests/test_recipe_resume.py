@@ -1,0 +1,94 @@
+"""Resume, interruption and divergence: the run-control promises of train.py."""
+import os
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from recipe_data import tiny_args
+
+import callbacks
+import recipe
+import train
+from recipe import epoch_reached
+
+# Both differ between a straight and a resumed run by design: the resumed optimizer holds only the
+# remaining slice of the learning-rate array and counts its steps from zero.
+SCHEDULE_STATE = ("learning_rate", "global_step")
+RESUME_SETTINGS = {"quant_type": "W1", "epoch_size": 4, "t_start_time": 0.25, "t_end_time": 0.75}
+
+
+def interrupt_after_checkpoint(monkeypatch, epoch):
+    """Make the run stop like Ctrl-C right after it saved the checkpoint of `epoch`."""
+    save = callbacks.CheckpointSaver.on_train_epoch_end
+
+    def save_then_interrupt(self, run_context):
+        save(self, run_context)
+        if self.has_trained_epoch + run_context.original_args().cur_epoch_num == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.CheckpointSaver, "on_train_epoch_end", save_then_interrupt)
+
+
+def network_state(checkpoint):
+    return {name: value.asnumpy() for name, value in ms.load_checkpoint(checkpoint).items()
+            if name not in SCHEDULE_STATE and not isinstance(value, str)}
+
+
+def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    straight = train.main(tiny_args(tmp_path / "straight", **RESUME_SETTINGS))
+    assert [record["temperature"] for record in straight["history"]] == pytest.approx([1.0, 1.2, 1.44, 1.44])
+
+    split_args = tiny_args(tmp_path / "split", **RESUME_SETTINGS)
+    with monkeypatch.context() as patch:
+        interrupt_after_checkpoint(patch, epoch=2)
+        with pytest.raises(KeyboardInterrupt):
+            train.main(split_args)
+    second = os.path.join(tmp_path, "split", "checkpoint", "resnet18_W1-2.ckpt")
+    assert epoch_reached(ms.load_checkpoint(second)) == 2
+    resumed = train.main(split_args + ["--pre_trained", second])
+
+    assert [record["epoch"] for record in resumed["history"]] == [3, 4]
+    for expected, got in zip(straight["history"][2:], resumed["history"]):
+        assert (got["temperature"], got["lr"], got["loss"]) == (expected["temperature"], expected["lr"],
+                                                                 expected["loss"])
+    want, have = network_state(straight["checkpoint"]), network_state(resumed["checkpoint"])
+    assert set(want) == set(have) and any(name.startswith("moments.") for name in want)
+    for name, value in want.items():
+        np.testing.assert_array_equal(have[name], value, err_msg=name)
+
+
+def test_interrupted_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    args = tiny_args(tmp_path, quant_type="W32")
+    save = ms.save_checkpoint
+
+    def save_then_die(cell, path, **kwargs):
+        save(cell, path, **kwargs)
+        if "-2." in os.path.basename(path):
+            with open(path, "r+b") as stream:  # a file cut short by the kill
+                stream.truncate(100)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe.ms, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(args)
+    folder = os.path.join(tmp_path, "checkpoint")
+    assert [epoch for epoch, _ in recipe.saved_checkpoints(folder, "W32")] == [1]
+    assert epoch_reached(ms.load_checkpoint(os.path.join(folder, "resnet18_W32-1.ckpt"))) == 1
+
+
+def test_diverging_loss_stops_with_epoch_and_step(tmp_path):
+    args = tiny_args(tmp_path, quant_type="W32", lr_init=1e30, lr_max=1e30, loss_scale=1.0)
+    with pytest.raises(SystemExit) as raised:
+        train.main(args)
+    message = str(raised.value.code)
+    assert "\n" not in message
+    assert message.startswith("error: training stopped: loss is ")
+    assert "at epoch 1, step 2 of 2" in message or "at epoch 2, step" in message
+
+
+def test_resume_from_a_finished_run_is_refused(tmp_path):
+    args = tiny_args(tmp_path, quant_type="W32", epoch_size=1, warmup_epochs=0)
+    checkpoint = train.main(args)["checkpoint"]
+    with pytest.raises(SystemExit, match="already reached epoch 1 of epoch_size 1"):
+        train.main(args + ["--pre_trained", checkpoint])
