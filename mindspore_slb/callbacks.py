@@ -96,7 +96,7 @@ def calibrate_batchnorm(network, dataset, num_batches=None):
     Returns:
         list[str]: the names of the re-estimated BatchNorm layers, in execution order.
     """
-    sums = {}
+    averages = {}
     state = {"after_quantized_conv": False}
 
     def watch_conv(cell, inputs):
@@ -104,23 +104,14 @@ def calibrate_batchnorm(network, dataset, num_batches=None):
 
     def watch_batchnorm(name):
         def hook(cell, inputs):
-            if not state["after_quantized_conv"]:
-                return
-            x = inputs[0].asnumpy().astype(np.float64)
-            axes = (0,) + tuple(range(2, x.ndim))
-            count = x.size // x.shape[1]
-            mean = x.mean(axis=axes)
-            unbiased_var = x.var(axis=axes) * count / max(count - 1, 1)
-            total = sums.setdefault(name, [cell, 0, 0.0, 0.0])
-            total[1] += 1
-            total[2] = total[2] + mean
-            total[3] = total[3] + unbiased_var
+            if state["after_quantized_conv"]:
+                averages.setdefault(name, _BatchStatisticsAverage(cell)).add(inputs[0].asnumpy())
         return hook
 
     batchnorms = [cell for _, cell in network.cells_and_names() if isinstance(cell, nn.BatchNorm2d)]
     # Training-mode forwards move every BatchNorm's statistics; only the calibrated ones may change.
-    saved_statistics = [(cell, cell.moving_mean.asnumpy().copy(), cell.moving_variance.asnumpy().copy())
-                        for cell in batchnorms]
+    saved_statistics = [(cell, cell.moving_mean.asnumpy().copy(),
+                         cell.moving_variance.asnumpy().copy()) for cell in batchnorms]
     handles = []
     for name, cell in network.cells_and_names():
         if isinstance(cell, Conv2dSlbQuant):
@@ -149,11 +140,32 @@ def calibrate_batchnorm(network, dataset, num_batches=None):
         for cell, mean, variance in saved_statistics:
             cell.moving_mean.set_data(Tensor(mean))
             cell.moving_variance.set_data(Tensor(variance))
-    for cell, batches, mean_sum, var_sum in sums.values():
-        cell.moving_mean.set_data(Tensor((mean_sum / batches).astype(np.float32)))
-        cell.moving_variance.set_data(Tensor((var_sum / batches).astype(np.float32)))
-    logger.info("re-estimated %d BatchNorm layers with the hard weights", len(sums))
-    return list(sums)
+    for average in averages.values():
+        average.store()
+    logger.info("re-estimated %d BatchNorm layers with the hard weights", len(averages))
+    return list(averages)
+
+
+class _BatchStatisticsAverage:
+    """Average over batches of one BatchNorm input's channel means and unbiased variances."""
+
+    def __init__(self, batchnorm):
+        self.batchnorm = batchnorm
+        self.batches = 0
+        self.mean_sum = 0.0
+        self.variance_sum = 0.0
+
+    def add(self, x):
+        x = x.astype(np.float64)
+        axes = (0,) + tuple(range(2, x.ndim))
+        count = x.size // x.shape[1]
+        self.batches += 1
+        self.mean_sum = self.mean_sum + x.mean(axis=axes)
+        self.variance_sum = self.variance_sum + x.var(axis=axes) * count / max(count - 1, 1)
+
+    def store(self):
+        self.batchnorm.moving_mean.set_data(Tensor((self.mean_sum / self.batches).astype(np.float32)))
+        self.batchnorm.moving_variance.set_data(Tensor((self.variance_sum / self.batches).astype(np.float32)))
 
 
 class _CallbackGroup(Callback):
