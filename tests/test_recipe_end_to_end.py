@@ -12,7 +12,7 @@ import export
 import train
 from config import load_config
 from lr_schedule import get_lr
-from recipe import create_split, epoch_reached, load_trained_network, setup_runtime
+from recipe import create_split, epoch_reached, load_trained_network, setup_runtime, weight_bits
 
 
 def expected_temperature(epoch, epoch_size, start_val=1.0, start_time=0.5, end_time=1.0, factor=1.2):
@@ -53,10 +53,11 @@ def check_export_matches_converted_network(args, mindir_path):
     exported = ms.nn.GraphCell(ms.load(mindir_path))
     np.testing.assert_allclose(exported(images).asnumpy(), deploy_net(images).asnumpy(), rtol=1e-4, atol=1e-5)
     if algo is not None:
-        # The deployable network holds only candidate values, e.g. {-1, +1} for W1.
+        # Every conv of the deployable network holds only candidate values, e.g. {-1, +1} for W1.
         weights = np.concatenate([param.asnumpy().ravel() for param in deploy_net.get_parameters()
-                                  if param.name.endswith("conv1.weight")])
-        assert set(np.unique(weights).tolist()) <= {-1.0, 1.0}
+                                  if param.ndim == 4])
+        candidates = np.linspace(-1, 1, 2 ** weight_bits(config.quant_type)).astype(np.float32)
+        assert set(np.unique(weights).tolist()) <= set(candidates.tolist())
 
 
 def run_recipe(args, steps_per_epoch, capsys):
@@ -87,11 +88,16 @@ def test_cifar10_w1_train_eval_export(mode_name, tmp_path, tmp_path_factory, cap
     assert result["history"][-1]["eval"] == evaluated["quantized"]
 
 
-def test_image_folder_float_baseline_train_eval_export(tmp_path, tmp_path_factory, capsys):
+@pytest.mark.parametrize("mode_name, quant_type", [("GRAPH", "W2A8"), ("PYNATIVE", "W32")])
+def test_image_folder_train_eval_export(mode_name, quant_type, tmp_path, tmp_path_factory, capsys):
     args = tiny_args(tmp_path, dataset="imagenet", data_path=shared_data("imagenet", tmp_path_factory),
-                     class_num=3, quant_type="W32", train_num_samples=0, eval_num_samples=0)
+                     class_num=3, quant_type=quant_type, mode_name=mode_name, t_start_time=0.5,
+                     t_end_time=1.0, train_num_samples=0, eval_num_samples=0)
     _, evaluated = run_recipe(args, steps_per_epoch=1, capsys=capsys)
-    assert evaluated["converted"] is None
+    if quant_type == "W32":
+        assert evaluated["converted"] is None
+    else:
+        assert evaluated["converted"] == evaluated["quantized"]
 
 
 def test_eval_of_a_checkpoint_from_another_recipe_is_a_one_line_error(tmp_path, capsys):
