@@ -1,7 +1,6 @@
 """The quantized convolution that replaces ``nn.Conv2d`` during SLB training."""
 from mindspore import Parameter, Tensor, nn, ops
 
-from mindspore_slb.act_quant import SlbActQuantizer
 from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer, logits_from_weight
 
 

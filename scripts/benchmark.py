@@ -135,7 +135,8 @@ def main(argv=None):
           f"Momentum; median of {args.steps} steps; {os.cpu_count()} CPU cores")
     print(table(results))
     with open(args.json, "w", encoding="utf-8") as out:
-        json.dump({"settings": {k: v for k, v in vars(args).items() if k != "worker"}, "results": results}, out, indent=2)
+        settings = {key: value for key, value in vars(args).items() if key != "worker"}
+        json.dump({"settings": settings, "results": results}, out, indent=2)
     print(f"saved {args.json}")
 
 
