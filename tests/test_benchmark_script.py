@@ -1,0 +1,28 @@
+"""scripts/benchmark.py measures every configuration and reports ratios to float."""
+import json
+import os
+import subprocess
+import sys
+
+SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "benchmark.py")
+
+
+def test_tiny_benchmark_reports_each_configuration(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, SCRIPT, "--width", "4", "--image_size", "16", "--batch_size", "4",
+                           "--steps", "5", "--warmup", "0", "--bits", "1", "--modes", "GRAPH",
+                           "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| GRAPH")]
+    assert [row.split("|")[2].strip() for row in rows] == ["float", "W1"]
+    assert "| 1.00x |" in rows[0]
+    results = json.loads(out.read_text())["results"]
+    assert [(r["mode"], r["bits"]) for r in results] == [("GRAPH", 0), ("GRAPH", 1)]
+    for result in results:
+        assert result["step_s"] > 0 and result["first_step_s"] > 0
+        assert result["peak_rss_gb"] > 0 and result["infer_images_per_s"] > 0
+
+
+def test_too_few_steps_is_refused():
+    done = subprocess.run([sys.executable, SCRIPT, "--steps", "3"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--steps must be at least 5, got 3" in done.stderr
