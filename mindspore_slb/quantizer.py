@@ -25,16 +25,16 @@ def logits_from_weight(weight, num_bits):
     """Logits that prefer, for each float weight, the candidates nearest to it.
 
     The weight is scaled by its layer's largest magnitude onto the candidates' range [-1, 1];
-    each candidate's logit falls with its squared distance, measured in candidate spacings,
-    so a pretrained float network gives the search a head start while the softmax stays soft
-    enough to move.
+    each candidate's logit falls with its squared distance measured in units of that range's
+    width, the same for every bit width. Measured in candidate spacings instead, the softmax of
+    2 and 4 bits started saturated and their logits barely moved (digits, ResNet18 width 32:
+    top-1 W4 0.947 -> 0.975, W2 0.958 -> 0.986, W1 unchanged).
     """
     weight = np.asarray(weight, dtype=np.float32)
     largest = np.abs(weight).max()
     scaled = weight / largest if largest > 0 else weight
-    values = candidate_values(num_bits)
-    spacing = values[1] - values[0]
-    distance = (scaled[None] - values.reshape((-1,) + (1,) * weight.ndim)) / spacing
+    values = candidate_values(num_bits).reshape((-1,) + (1,) * weight.ndim)
+    distance = (scaled[None] - values) / 2.0
     return (-0.5 * distance ** 2).astype(np.float32)
 
 
