@@ -21,6 +21,7 @@ def test_tiny_benchmark_reports_each_configuration(tmp_path):
     for result in results:
         assert result["step_s"] > 0 and result["first_step_s"] > 0
         assert result["peak_rss_gb"] > 0 and result["infer_images_per_s"] > 0
+        assert result["infer_speed_vs_float_twin"] > 0
 
 
 def test_too_few_steps_is_refused():
