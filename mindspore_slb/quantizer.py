@@ -103,6 +103,11 @@ class SlbFakeQuantizerPerLayer(nn.Cell):
         self.hard_flag.set_data(Tensor([1.0], ms.float32))
 
     @property
+    def weight_is_fused(self):
+        """Whether training computes the weight in the fused CPU kernel (else in plain ops)."""
+        return self._fused is not None
+
+    @property
     def temperature_end_flag(self):
         return bool(self.hard_flag.asnumpy()[0] > 0.5)
 

@@ -2,8 +2,9 @@
 
 Times one soft forward and the gradient w.r.t. the logits (GRAPH_MODE, CPU) for logits of shape
 [K, N] with N = 11.2M (ResNet18's weight count), and prints the median over several runs after a
-warm-up. The plain-ops version is the best known alternative: `ops.unstack` along the candidate
-axis, then the tanh form (K = 2) or an elementwise max / exp / sum chain (K > 2).
+warm-up. Both are the package's own quantizer: on its fused path, and on the plain-ops path it
+falls back to without a compiler (`ops.unstack` along the candidate axis, then the sigmoid form
+for K = 2 or an elementwise max / exp / sum chain for K > 2).
 
     python scripts/bench_soft_weight.py [--weights 11200000] [--bits 1 2 4] [--repeats 7]
 """
@@ -19,56 +20,42 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from mindspore_slb.native import soft_weight_op  # noqa: E402
+from mindspore_slb import SlbFakeQuantizerPerLayer  # noqa: E402
 
 
-class PlainSoftWeight(nn.Cell):
-    """SLB soft weight from plain ops over unstacked candidate rows."""
-
-    def __init__(self, num_candidates):
-        super().__init__()
-        self.values = [float(v) for v in np.linspace(-1.0, 1.0, num_candidates)]
-
-    def construct(self, logits, temperature, hard):
-        rows = ops.unstack(logits, 0)
-        if len(rows) == 2:
-            return ops.tanh(temperature * (rows[1] - rows[0]) * 0.5)
-        top = rows[0]
-        for row in rows[1:]:
-            top = ops.maximum(top, row)
-        total = 0.0
-        weighted = 0.0
-        for row, value in zip(rows, self.values):
-            e = ops.exp(temperature * (row - top))
-            total = total + e
-            weighted = weighted + e * value
-        return weighted / total
-
-
-class NativeSoftWeight(nn.Cell):
-    def __init__(self, op):
-        super().__init__()
-        self.op = op
-
-    def construct(self, logits, temperature, hard):
-        return self.op(logits, temperature, hard)
+def quantizer(bits, fused):
+    """The package's quantizer on its fused path, or on the plain-ops path it falls back to."""
+    previous = os.environ.pop("MINDSPORE_SLB_NATIVE", None)
+    if not fused:
+        os.environ["MINDSPORE_SLB_NATIVE"] = "0"
+    try:
+        made = SlbFakeQuantizerPerLayer(bits)
+    finally:
+        os.environ.pop("MINDSPORE_SLB_NATIVE", None)
+        if previous is not None:
+            os.environ["MINDSPORE_SLB_NATIVE"] = previous
+    if fused and not made.weight_is_fused:
+        sys.exit("native kernel unavailable")
+    made.set_temperature(3.0)
+    return made
 
 
 class ForwardBackward(nn.Cell):
     """Weight from trainable logits, and the logits' gradient for a given upstream gradient."""
 
-    def __init__(self, weight_fn, logits):
+    def __init__(self, weight_quantizer, logits):
         super().__init__()
-        self.weight_fn = weight_fn
+        self.weight_quantizer = weight_quantizer
         self.logits = Parameter(logits, name="logits")
         self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
         self.params = ms.ParameterTuple([self.logits])
+        self.set_train(True)
 
-    def forward(self, temperature, hard):
-        return self.weight_fn(self.logits, temperature, hard)
+    def forward(self):
+        return self.weight_quantizer(self.logits)
 
-    def construct(self, temperature, hard, sens):
-        return self.grad(self.forward, self.params)(temperature, hard, sens)
+    def construct(self, sens):
+        return self.grad(self.forward, self.params)(sens)
 
 
 def time_ms(net, args, repeats):
@@ -94,21 +81,15 @@ def main():
 
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     rng = np.random.default_rng(0)
-    temperature = Tensor(np.array([3.0], np.float32))
-    hard = Tensor(np.array([0.0], np.float32))
     sens = Tensor(rng.standard_normal(args.weights, dtype=np.float32))
     print(f"SLB weight forward+backward, GRAPH_MODE, {args.weights} weights, "
           f"ms (median / min of {args.repeats})")
     print(f"{'K':>3} | {'native':>15} | {'plain ops':>15} | speed-up")
     for bits in args.bits:
         k = 2 ** bits
-        op = soft_weight_op(k)
-        if op is None:
-            sys.exit("native kernel unavailable")
         logits = Tensor(rng.standard_normal((k, args.weights), dtype=np.float32))
-        inputs = (temperature, hard, sens)
-        native = time_ms(ForwardBackward(NativeSoftWeight(op), logits), inputs, args.repeats)
-        plain = time_ms(ForwardBackward(PlainSoftWeight(k), logits), inputs, args.repeats)
+        native = time_ms(ForwardBackward(quantizer(bits, fused=True), logits), (sens,), args.repeats)
+        plain = time_ms(ForwardBackward(quantizer(bits, fused=False), logits), (sens,), args.repeats)
         print(f"{k:>3} | {native[0]:7.1f} / {native[1]:5.1f} | {plain[0]:7.1f} / {plain[1]:5.1f} | "
               f"{plain[0] / native[0]:5.1f}x")
 

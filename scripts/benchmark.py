@@ -3,8 +3,9 @@
 For each execution mode and each configuration (float, then SLB at each bit width) a fresh
 process builds ResNet18, times the first training step (graph compile included) and the median
 of the following steps, records its peak resident memory, and times inference of the network
-(converted to plain discrete weights for SLB) against a float twin in the same process. The table prints absolute figures and ratios to
-the float network of the same mode; --json saves everything.
+(converted to plain discrete weights for SLB) against a float twin in the same process. The
+table prints absolute figures and ratios to the float network of the same mode; --json saves
+everything.
 
     python scripts/benchmark.py                       # ResNet18, 32x32, batch 32, GRAPH and PYNATIVE
     python scripts/benchmark.py --bits 1 --modes GRAPH --steps 5

@@ -54,7 +54,7 @@ def test_soft_weight_and_gradient_match_reference(mode, path, bits, temperature,
     logits = rng.normal(size=(2 ** bits,) + SHAPE).astype(np.float32)
     upstream = rng.normal(size=SHAPE).astype(np.float32)
     quantizer = SlbFakeQuantizerPerLayer(bits)
-    assert (quantizer._fused is None) == (path == "plain")
+    assert quantizer.weight_is_fused == (path == "fused")
     quantizer.set_temperature(temperature)
     weight, gradient = run(quantizer, logits, upstream)
     expected_weight, expected_gradient = reference_soft(logits, temperature, upstream)
