@@ -11,6 +11,7 @@ from mindspore import Tensor, nn, ops
 
 from mindspore_slb import native
 from mindspore_slb.native import soft_weight_op
+from slb_reference import hard_weight, soft_weight_and_gradient
 
 WEIGHT_SHAPE = (8, 4, 3, 3)
 TEMPERATURES = (0.5, 1.0, 5.0, 1e4)
@@ -19,15 +20,9 @@ MODES = [pytest.param(mindspore.GRAPH_MODE, id="graph"), pytest.param(mindspore.
 
 def reference(logits, temperature, hard, dout):
     """SLB weight and its gradient w.r.t. the logits, in float64."""
-    k = logits.shape[0]
-    values = np.linspace(-1.0, 1.0, k).reshape((k,) + (1,) * (logits.ndim - 1))
     if hard:
-        return np.linspace(-1.0, 1.0, k)[np.argmax(logits, axis=0)], np.zeros(logits.shape)
-    x = temperature * logits.astype(np.float64)
-    p = np.exp(x - x.max(axis=0))
-    p /= p.sum(axis=0)
-    weight = (p * values).sum(axis=0)
-    return weight, dout * temperature * p * (values - weight)
+        return hard_weight(logits), np.zeros(logits.shape)
+    return soft_weight_and_gradient(logits, temperature, dout)
 
 
 class WeightNet(nn.Cell):

@@ -5,21 +5,10 @@ import pytest
 from mindspore import Parameter, Tensor, nn, ops
 
 from mindspore_slb import SlbFakeQuantizerPerLayer
+from slb_reference import hard_weight as reference_hard
+from slb_reference import soft_weight_and_gradient as reference_soft
 
 SHAPE = (6, 3, 3, 3)
-
-
-def reference_soft(logits, temperature, upstream):
-    values = np.linspace(-1, 1, logits.shape[0]).reshape((-1,) + (1,) * (logits.ndim - 1))
-    scaled = temperature * logits.astype(np.float64)
-    probabilities = np.exp(scaled - scaled.max(0))
-    probabilities /= probabilities.sum(0)
-    weight = (probabilities * values).sum(0)
-    return weight, upstream * temperature * probabilities * (values - weight)
-
-
-def reference_hard(logits):
-    return np.linspace(-1, 1, logits.shape[0]).astype(np.float32)[logits.argmax(0)]
 
 
 class WeightAndGradient(nn.Cell):
