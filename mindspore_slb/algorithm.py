@@ -115,7 +115,7 @@ class SlbQuantAwareTraining:
         return self._make_callbacks(model, model.predict_network, dataset)
 
     def callback(self):
-        """The seed document's form: one callback that runs the temperature schedule (and
+        """Golden Stick's documented older form: one callback that runs the temperature schedule (and
         BatchNorm calibration on the training data, when enabled)."""
         return _CallbackGroup(self._make_callbacks(None, None, None))
 

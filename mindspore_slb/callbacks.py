@@ -31,7 +31,7 @@ class TemperatureScheduler(Callback):
     callback serves any model.
 
     Args:
-        model (mindspore.train.Model, optional): kept for the seed document's signature; the
+        model (mindspore.train.Model, optional): kept for the signature Golden Stick's SLB documentation shows; the
             network comes from the training run itself.
         epoch_size, has_trained_epoch, t_start_val, t_start_time, t_end_time, t_factor: the schedule.
     """
@@ -169,7 +169,7 @@ class _BatchStatisticsAverage:
 
 
 class _CallbackGroup(Callback):
-    """Several callbacks behind one object, for the seed document's single ``algo.callback()``."""
+    """Several callbacks behind one object, for Golden Stick's older single ``algo.callback()``."""
 
     def __init__(self, callbacks):
         super().__init__()

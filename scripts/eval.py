@@ -3,29 +3,11 @@ deployable form (plain convolutions with discrete weights), which must agree.
 
     python scripts/eval.py --config_path configs/resnet18_cifar10_config.yaml [--checkpoint_file_path CKPT]
 """
-from recipe import RecipeError, create_split, evaluate, load_trained_network, script_main, setup_runtime
+import os
+import sys
 
-
-def run(config):
-    """Returns {'checkpoint', 'quantized': metrics, 'converted': metrics or None for W32}."""
-    setup_runtime(config)
-    net, algo, path = load_trained_network(config)
-    eval_data = create_split(config, False)
-    result = {"checkpoint": path, "quantized": evaluate(net, eval_data, config), "converted": None}
-    if algo is None:
-        print(f"{config.quant_type} (float) network, {path}: {result['quantized']}")
-        return result
-    print(f"{config.quant_type} quantized network, {path}: {result['quantized']}")
-    result["converted"] = evaluate(algo.convert(net), eval_data, config)
-    print(f"{config.quant_type} converted network: {result['converted']}")
-    if result["converted"] != result["quantized"]:
-        raise RecipeError("the converted network does not reproduce the quantized network's accuracy")
-    return result
-
-
-def main(argv=None):
-    return script_main(run, argv)
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from slb_recipe.evaluate import main  # noqa: E402  (the recipe package lives beside scripts/)
 
 if __name__ == "__main__":
     main()

@@ -6,108 +6,11 @@
 Resume with --pre_trained CKPT: the run continues at the epoch the checkpoint records as reached,
 on the same temperature and learning-rate schedule as an uninterrupted run.
 """
-import mindspore as ms
-import mindspore.nn as nn
+import os
+import sys
 
-from callbacks import AverageBatchNormStatistics, CheckpointSaver, EpochReport
-from lr_schedule import get_lr
-from recipe import (RecipeError, build_network, checkpoint_dir, create_split, epoch_reached, evaluate,
-                    load_into_network, loss_function, read_checkpoint, script_main, setup_runtime)
-
-NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias")
-
-
-def parameter_groups(net, weight_decay):
-    """Weight decay on conv/dense weights only, not on BN scales and shifts or biases."""
-    decayed, undecayed = [], []
-    for param in net.trainable_params():
-        (undecayed if any(part in param.name for part in NO_DECAY_NAME_PARTS) else decayed).append(param)
-    return [{"params": decayed, "weight_decay": weight_decay}, {"params": undecayed, "weight_decay": 0.0},
-            {"order_params": net.trainable_params()}]
-
-
-def resume_state(config):
-    """(checkpoint dict or None, epochs already trained) for --pre_trained."""
-    if not config.pre_trained:
-        return None, config.has_trained_epoch
-    param_dict = read_checkpoint(config.pre_trained)
-    reached = epoch_reached(param_dict)
-    has_trained_epoch = config.has_trained_epoch if reached is None else reached
-    if has_trained_epoch >= config.epoch_size:
-        raise RecipeError(f"pre_trained '{config.pre_trained}' already reached epoch {has_trained_epoch} "
-                          f"of epoch_size {config.epoch_size}")
-    return param_dict, has_trained_epoch
-
-
-def build_optimizer(config, net, lrs, resumed):
-    """Momentum SGD over the remaining learning rates.
-
-    On resume only the momentum buffers come from the checkpoint, not the step counter or the
-    learning-rate array: the optimizer gets the remaining slice of the schedule and counts from
-    its start. A checkpoint without buffers (not written by this recipe) starts them at zero.
-    """
-    optimizer = nn.Momentum(parameter_groups(net, config.weight_decay), ms.Tensor(lrs), config.momentum,
-                            loss_scale=config.loss_scale)
-    if resumed is not None:
-        # Set the buffers one by one: load_param_into_net on an optimizer strips the "moments."
-        # prefix and would write the buffers into the network's own parameters.
-        for buffer in optimizer.moments:
-            if buffer.name in resumed:
-                buffer.set_data(resumed[buffer.name])
-    return optimizer
-
-
-def training_callbacks(config, model, net, algo, train_data, lrs, has_trained_epoch, rank_id, rank_size):
-    """SLB's own callbacks, then the report, BN-statistics averaging and checkpoints, in that order."""
-    report = EpochReport(net, lrs, train_data.get_dataset_size(), has_trained_epoch, config.epoch_size,
-                         evaluate=_periodic_evaluation(config, net), eval_interval=config.eval_interval)
-    callbacks = (algo.callbacks(model, train_data) if algo is not None else []) + [report]
-    if rank_size > 1:
-        callbacks.append(AverageBatchNormStatistics(net, rank_size))
-    if config.save_checkpoint:
-        callbacks.append(CheckpointSaver(checkpoint_dir(config, rank_id), config.quant_type, has_trained_epoch,
-                                         config.epoch_size, config.save_checkpoint_epochs,
-                                         config.keep_checkpoint_max))
-    return callbacks
-
-
-def run(config):
-    """Train as configured; returns {'history': per-epoch records, 'checkpoint': last path saved}."""
-    rank_id, rank_size = setup_runtime(config, distributed=config.run_distribute)
-    train_data = create_split(config, True, rank_id, rank_size)
-    steps_per_epoch = train_data.get_dataset_size()
-    if steps_per_epoch == 0:
-        raise RecipeError(f"batch_size {config.batch_size} is larger than the training samples of one worker")
-    resumed, has_trained_epoch = resume_state(config)
-    net, algo = build_network(config, has_trained_epoch)
-    if resumed is not None:
-        load_into_network(net, resumed, config.pre_trained)
-    lrs = get_lr(config.lr_init, config.lr_end, config.lr_max, config.warmup_epochs, config.epoch_size,
-                 steps_per_epoch, config.lr_decay_mode)[has_trained_epoch * steps_per_epoch:]
-    model = ms.Model(net, loss_fn=loss_function(config), optimizer=build_optimizer(config, net, lrs, resumed),
-                     loss_scale_manager=ms.FixedLossScaleManager(config.loss_scale, drop_overflow_update=False))
-    callbacks = training_callbacks(config, model, net, algo, train_data, lrs, has_trained_epoch, rank_id, rank_size)
-    print(f"training {config.quant_type} ResNet18 (width {config.width}) on {config.dataset}: "
-          f"epochs {has_trained_epoch + 1}..{config.epoch_size}, {steps_per_epoch} steps each, "
-          f"rank {rank_id} of {rank_size}")
-    # No data sinking, also on GPU: the report then sees every step's loss, for the epoch's mean
-    # and to stop at the first step whose loss is not finite.
-    model.train(config.epoch_size - has_trained_epoch, train_data, callbacks=callbacks, dataset_sink_mode=False)
-    report = next(callback for callback in callbacks if isinstance(callback, EpochReport))
-    saver = next((callback for callback in callbacks if isinstance(callback, CheckpointSaver)), None)
-    return {"history": report.history, "checkpoint": saver.last_path if saver else None}
-
-
-def _periodic_evaluation(config, net):
-    if not config.eval_interval:
-        return None
-    eval_data = create_split(config, False)
-    return lambda: evaluate(net, eval_data, config)
-
-
-def main(argv=None):
-    return script_main(run, argv)
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from slb_recipe.train import main  # noqa: E402  (the recipe package lives beside scripts/)
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,10 @@
-"""scripts/benchmark.py measures every configuration and reports ratios to float."""
+"""benchmarks/benchmark.py measures every configuration and reports ratios to float."""
 import json
 import os
 import subprocess
 import sys
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "benchmark.py")
+SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "benchmark.py")
 
 
 def test_tiny_benchmark_reports_each_configuration(tmp_path):

@@ -9,9 +9,9 @@ import yaml
 
 from recipe_data import REPO_ROOT
 
-import config as recipe_config
-from lr_schedule import get_lr
-from recipe import resolve_device_target
+from slb_recipe import config as recipe_config
+from slb_recipe.lr_schedule import get_lr
+from slb_recipe.common import resolve_device_target
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "resnet18_*_config.yaml")))
 

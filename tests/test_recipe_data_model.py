@@ -5,8 +5,8 @@ import mindspore as ms
 
 from recipe_data import shared_data
 
-from dataset import DataPathError, create_dataset, digits_split
-from resnet import resnet18
+from slb_recipe.dataset import DataPathError, create_dataset, digits_split
+from slb_recipe.resnet import resnet18
 
 
 @pytest.fixture(name="cifar10")

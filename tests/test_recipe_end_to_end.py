@@ -7,16 +7,16 @@ import pytest
 
 from recipe_data import shared_data, tiny_args
 
-import eval as evaluation
-import export
-import train
-from config import load_config
-from lr_schedule import get_lr
-from recipe import create_split, epoch_reached, load_trained_network, setup_runtime, weight_bits
+from slb_recipe import evaluate as evaluation
+from slb_recipe import export
+from slb_recipe import train
+from slb_recipe.config import load_config
+from slb_recipe.lr_schedule import get_lr
+from slb_recipe.common import create_split, epoch_reached, load_trained_network, setup_runtime, weight_bits
 
 
 def expected_temperature(epoch, epoch_size, start_val=1.0, start_time=0.5, end_time=1.0, factor=1.2):
-    """The SLB schedule as SLB_FACTS.md states it."""
+    """The SLB temperature schedule as the README states it."""
     start_epoch, end_epoch = int(epoch_size * start_time), int(epoch_size * end_time)
     if epoch <= start_epoch:
         return start_val

@@ -7,10 +7,10 @@ import pytest
 
 from recipe_data import tiny_args
 
-import callbacks
-import recipe
-import train
-from recipe import epoch_reached
+from slb_recipe import callbacks
+from slb_recipe import common as recipe
+from slb_recipe import train
+from slb_recipe.common import epoch_reached
 
 # Both differ between a straight and a resumed run by design: the resumed optimizer holds only the
 # remaining slice of the learning-rate array and counts its steps from zero.

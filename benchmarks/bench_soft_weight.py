@@ -6,7 +6,7 @@ warm-up. Both are the package's own quantizer: on its fused path, and on the pla
 falls back to without a compiler (`ops.unstack` along the candidate axis, then the sigmoid form
 for K = 2 or an elementwise max / exp / sum chain for K > 2).
 
-    python scripts/bench_soft_weight.py [--weights 11200000] [--bits 1 2 4] [--repeats 7]
+    python benchmarks/bench_soft_weight.py [--weights 11200000] [--bits 1 2 4] [--repeats 7]
 """
 
 import argparse

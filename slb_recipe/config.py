@@ -1,6 +1,6 @@
 """Recipe configuration: a YAML file plus `--key value` command-line overrides of any key.
 
-Every key is declared once in OPTIONS with its type, default (the seed recipe's value) and the
+Every key is declared once in OPTIONS with its type, default (the value of Golden Stick's SLB recipe) and the
 values it allows, so a typo, a wrong type or a value outside its set is caught before any work
 starts, with a one-line message naming the key and what it accepts.
 """
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import yaml
 
-from lr_schedule import DECAY_MODES
-from resnet import CONV_INITS, DENSE_INITS
+from slb_recipe.lr_schedule import DECAY_MODES
+from slb_recipe.resnet import CONV_INITS, DENSE_INITS
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 DEFAULT_CONFIG_PATH = os.path.join(CONFIG_DIR, "resnet18_digits_config.yaml")

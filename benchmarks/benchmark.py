@@ -7,8 +7,8 @@ of the following steps, records its peak resident memory, and times inference of
 table prints absolute figures and ratios to the float network of the same mode; --json saves
 everything.
 
-    python scripts/benchmark.py                       # ResNet18, 32x32, batch 32, GRAPH and PYNATIVE
-    python scripts/benchmark.py --bits 1 --modes GRAPH --steps 5
+    python benchmarks/benchmark.py                       # ResNet18, 32x32, batch 32, GRAPH and PYNATIVE
+    python benchmarks/benchmark.py --bits 1 --modes GRAPH --steps 5
 """
 import argparse
 import json
@@ -18,6 +18,9 @@ import statistics
 import subprocess
 import sys
 import time
+
+# The repository root: the recipe's ResNet18 and, when not installed, mindspore_slb itself.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MODES = ("GRAPH", "PYNATIVE")
 
@@ -54,7 +57,7 @@ def measure(mode, bits, args):
     import numpy as np
     from mindspore import Tensor, nn
 
-    from resnet import resnet18
+    from slb_recipe.resnet import resnet18
     from mindspore_slb import QuantDtype, SlbQuantAwareTraining
 
     ms.set_context(mode=getattr(ms, f"{mode}_MODE"))

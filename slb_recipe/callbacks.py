@@ -10,7 +10,7 @@ import numpy as np
 from mindspore import ops
 from mindspore.train.callback import Callback
 
-from recipe import EPOCH_KEY, RecipeError, checkpoint_name, save_checkpoint_atomically, saved_checkpoints
+from slb_recipe.common import EPOCH_KEY, RecipeError, checkpoint_name, save_checkpoint_atomically, saved_checkpoints
 
 SLB_QUANTIZER_CLASS = "SlbFakeQuantizerPerLayer"
 BN_STATISTICS_SUFFIXES = (".moving_mean", ".moving_variance")

@@ -1,6 +1,6 @@
-"""ResNet18 as laid out in the SLB seed recipe.
+"""ResNet18 as laid out in the ResNet18 SLB recipe of Golden Stick's documentation.
 
-Cell and parameter names follow the seed document's printout (conv1, bn1, pad, maxpool,
+Cell and parameter names follow the network printout in Golden Stick's SLB documentation (conv1, bn1, pad, maxpool,
 layer1..layer4 of ResidualBlockBase with conv1/bn1d/conv2/bn2d, flatten, end_point), so
 checkpoints keep the names users of the model-zoo recipe know. `width` scales every stage
 (64 is the standard network); a small width keeps tests and CPU benchmarks fast while the

@@ -10,9 +10,9 @@ import mindspore.dataset as ds
 import mindspore.nn as nn
 from mindspore.communication import get_group_size, get_rank, init
 
-from config import parse_args
-from dataset import DataPathError, create_dataset
-from resnet import resnet18
+from slb_recipe.config import parse_args
+from slb_recipe.dataset import DataPathError, create_dataset
+from slb_recipe.resnet import resnet18
 
 CHECKPOINT_NAME = re.compile(r"^resnet18_(?P<quant>W\d+(A8)?)-(?P<epoch>\d+)\.ckpt$")
 # Key under which a checkpoint records the last epoch it completed (the epoch reached).
