@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 
 from mindspore.common.dtype import QuantDtype
 
+from mindspore_slb.quantizer import MAX_TEMPERATURE
+
 WEIGHT_BITS = {QuantDtype.INT1: 1, QuantDtype.INT2: 2, QuantDtype.INT4: 4}
 ACT_BITS = {QuantDtype.INT8: 8}
 
@@ -100,6 +102,12 @@ class SlbConfig:
         if self.t_end_time < self.t_start_time:
             raise ValueError(f"'t_end_time' ({self.t_end_time}) must not be less than "
                              f"'t_start_time' ({self.t_start_time}).")
+        rises = int(self.epoch_size * self.t_end_time) - int(self.epoch_size * self.t_start_time)
+        # In logarithms: t_factor ** rises can overflow a Python float.
+        if math.log(self.t_start_val) + max(rises, 0) * math.log(self.t_factor) > math.log(MAX_TEMPERATURE):
+            raise ValueError(f"the temperature schedule reaches t_start_val * t_factor ** {rises} "
+                             f"({self.t_start_val} * {self.t_factor} ** {rises}), above the largest "
+                             f"temperature {MAX_TEMPERATURE:g}; lower 't_factor' or 't_start_val'.")
 
     def __str__(self):
         def shown(value):

@@ -15,6 +15,11 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from mindspore_slb import native
 
+# Largest softmax temperature. Far above any useful schedule (the softmax is one-hot in float32
+# long before), and low enough that T * (logit gap) and T * (upstream gradient) stay finite in
+# float32 on both paths, so the fused kernel and the plain ops agree.
+MAX_TEMPERATURE = 1e30
+
 
 def candidate_values(num_bits):
     """The K fixed values a weight can take: {-1, +1} for 1 bit, else linspace(-1, 1, K)."""
@@ -90,12 +95,12 @@ class SlbFakeQuantizerPerLayer(nn.Cell):
         self._fused = native.soft_weight_op(len(self.values))
 
     def set_temperature(self, temperature):
-        """Set the softmax temperature, a positive finite number."""
+        """Set the softmax temperature, a number in (0, MAX_TEMPERATURE]."""
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
             raise TypeError(f"'temperature' must be a float, but got {temperature!r} "
                             f"of type {type(temperature).__name__}.")
-        if not 0 < temperature < float("inf"):
-            raise ValueError(f"'temperature' must be a positive finite float, but got {temperature}.")
+        if not 0 < temperature <= MAX_TEMPERATURE:
+            raise ValueError(f"'temperature' must be a float in (0, {MAX_TEMPERATURE:g}], but got {temperature}.")
         self.temperature.set_data(Tensor([temperature], ms.float32))
 
     def set_temperature_end_flag(self):
@@ -119,8 +124,12 @@ class SlbFakeQuantizerPerLayer(nn.Cell):
             return self.hard_weight(logits)
         if self._fused is not None:
             return self._fused(logits, self.temperature, self.hard_flag)
-        soft = _plain_soft_weight(logits, self.temperature, self.values)
-        return soft * (1.0 - self.hard_flag) + self.hard_weight(logits) * self.hard_flag
+        # In the logits' dtype: under mixed precision a float32 temperature would promote a
+        # float16 weight back to float32, which the layer's float16 input does not match.
+        temperature = self.temperature.astype(logits.dtype)
+        hard_flag = self.hard_flag.astype(logits.dtype)
+        soft = _plain_soft_weight(logits, temperature, self.values)
+        return soft * (1.0 - hard_flag) + self.hard_weight(logits) * hard_flag
 
     def extend_repr(self):
         return f"bit_num={self.num_bits}"

@@ -102,3 +102,37 @@ def test_builds_into_cache_dir(monkeypatch, tmp_path):
     built = os.listdir(tmp_path)
     assert len(built) == 1 and built[0].startswith("slb_soft_weight_") and built[0].endswith(".so")
     assert soft_weight_op(16) is op
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a shared library" * 100])
+def test_damaged_cached_library_is_rebuilt(monkeypatch, tmp_path, caplog, damage):
+    monkeypatch.setenv("MINDSPORE_SLB_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_libraries", {})
+    library = native._library()  # pylint: disable=protected-access
+    with open(library, "wb") as damaged:
+        damaged.write(damage)
+    monkeypatch.setattr(native, "_libraries", {})
+    with caplog.at_level(logging.WARNING, logger=native.__name__):
+        assert native._library() == library  # pylint: disable=protected-access
+    assert "damaged; rebuilding" in caplog.text
+    assert native._loadable(library)  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("num_candidates", [2, 4, 16])
+def test_float16_tensors_are_computed_in_float32(mode, num_candidates):
+    """Mixed precision hands the kernel float16 tensors: its results are the float32 ones, rounded."""
+    mindspore.set_context(mode=mode)
+    net = WeightNet(soft_weight_op(num_candidates))
+    grad_net = ops.GradOperation(sens_param=True)(net)
+    rng = np.random.default_rng(num_candidates)
+    logits = rng.standard_normal((num_candidates,) + WEIGHT_SHAPE).astype(np.float16)
+    dout = rng.standard_normal(WEIGHT_SHAPE).astype(np.float16)
+    half = lambda value: Tensor(np.array([value], np.float16))  # noqa: E731
+    for hard in (0.0, 1.0):
+        args = (Tensor(logits), half(2.0), half(hard))
+        weight, dlogits = net(*args), grad_net(*args, Tensor(dout))
+        assert weight.dtype == mindspore.float16 and dlogits.dtype == mindspore.float16
+        ref_weight, ref_dlogits = reference(logits.astype(np.float64), 2.0, hard, dout.astype(np.float64))
+        np.testing.assert_allclose(weight.asnumpy(), ref_weight, rtol=0, atol=1e-3)
+        np.testing.assert_allclose(dlogits.asnumpy(), ref_dlogits, rtol=0, atol=2e-3 * np.abs(ref_dlogits).max() + 1e-6)

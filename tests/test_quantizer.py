@@ -5,6 +5,7 @@ import pytest
 from mindspore import Parameter, Tensor, nn, ops
 
 from mindspore_slb import SlbFakeQuantizerPerLayer
+from mindspore_slb.quantizer import MAX_TEMPERATURE
 from slb_reference import hard_weight as reference_hard
 from slb_reference import soft_weight_and_gradient as reference_soft
 
@@ -74,15 +75,37 @@ def test_evaluation_uses_hard_weight_with_first_maximum_on_ties(mode, bits, rng)
     assert set(np.unique(weight)) <= set(np.linspace(-1, 1, 2 ** bits).astype(np.float32))
 
 
-@pytest.mark.parametrize("bits", [1, 2, 4])
-def test_extreme_temperature_and_logits_stay_finite(mode, path, bits, rng):
+def extreme_logits(bits, rng):
     logits = (rng.uniform(-1, 1, size=(2 ** bits,) + SHAPE) * 1e3).astype(np.float32)
     logits[:, :, 0] = 1e3  # exact ties at the largest magnitude
+    return logits
+
+
+@pytest.mark.parametrize("temperature", [1e4, MAX_TEMPERATURE])
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_extreme_temperature_and_logits_stay_finite(mode, path, bits, temperature, rng):
     quantizer = SlbFakeQuantizerPerLayer(bits)
-    quantizer.set_temperature(1e4)
-    weight, gradient = run(quantizer, logits, np.ones(SHAPE, np.float32))
+    quantizer.set_temperature(temperature)
+    weight, gradient = run(quantizer, extreme_logits(bits, rng), np.ones(SHAPE, np.float32))
     assert np.isfinite(weight).all() and np.isfinite(gradient).all()
     assert np.abs(weight).max() <= 1.0
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_fused_and_plain_paths_agree_at_the_largest_temperature(mode, bits, rng, monkeypatch):
+    logits = extreme_logits(bits, rng)
+    logits[1, :, 1] = logits[0, :, 1] + 1e-3  # nearly tied: the softmax is one-hot only at huge T
+    upstream = rng.standard_normal(SHAPE).astype(np.float32)
+    results = []
+    for native_setting in ("1", "0"):
+        monkeypatch.setenv("MINDSPORE_SLB_NATIVE", native_setting)
+        quantizer = SlbFakeQuantizerPerLayer(bits)
+        assert quantizer.weight_is_fused == (native_setting == "1")
+        quantizer.set_temperature(MAX_TEMPERATURE)
+        results.append(run(quantizer, logits, upstream))
+    (fused_weight, fused_gradient), (plain_weight, plain_gradient) = results
+    np.testing.assert_array_equal(fused_weight, plain_weight)
+    assert np.isfinite(fused_gradient).all() and np.isfinite(plain_gradient).all()
 
 
 def test_temperature_is_readable_and_validated():
@@ -94,6 +117,11 @@ def test_temperature_is_readable_and_validated():
         quantizer.set_temperature(-1.0)
     with pytest.raises(ValueError, match="'temperature'"):
         quantizer.set_temperature(float("inf"))
+    quantizer.set_temperature(MAX_TEMPERATURE)
+    # float32 would hold 3e38 but not what the kernel multiplies it by; 1e39 would become inf.
+    for too_hot in (3e38, 1e39, float("nan")):
+        with pytest.raises(ValueError, match=r"'temperature' must be a float in \(0, 1e\+30\]"):
+            quantizer.set_temperature(too_hot)
     with pytest.raises(TypeError, match="'temperature'"):
         quantizer.set_temperature("hot")
 

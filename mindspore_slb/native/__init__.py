@@ -7,6 +7,7 @@ kernel; temperature and flag get zero gradients. It returns None, after one warn
 kernel cannot be used, and the caller falls back to plain MindSpore ops.
 """
 
+import ctypes
 import hashlib
 import logging
 import os
@@ -71,7 +72,10 @@ def _build(cache_dir, compiler):
     ).hexdigest()[:16]
     target = os.path.join(cache_dir, f"slb_soft_weight_{key}.so")
     if os.path.isfile(target):
-        return target
+        if _loadable(target):
+            return target
+        logger.warning("mindspore_slb: the cached kernel library %s is damaged; rebuilding it.", target)
+        os.remove(target)
     os.makedirs(cache_dir, exist_ok=True)
     # Build under a unique name and rename: a concurrent process either sees no library or a
     # complete one, and two processes building at once both end with a complete file.
@@ -86,6 +90,16 @@ def _build(cache_dir, compiler):
         if os.path.exists(partial):
             os.remove(partial)
     return target
+
+
+def _loadable(path):
+    """Whether path is a shared library with the kernel's entry points: a cached file can be
+    truncated or damaged, and MindSpore would only fail on it when the first step runs."""
+    try:
+        library = ctypes.CDLL(path)
+    except OSError:
+        return False
+    return all(hasattr(library, name) for name in ("SlbSoftWeightForward", "SlbSoftWeightBackward"))
 
 
 def _library():

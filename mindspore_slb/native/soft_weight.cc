@@ -13,10 +13,15 @@
 // over the weight index and vectorise; OpenMP splits the blocks across cores.
 // The backward pass recomputes the softmax instead of reading stored
 // probabilities, so the forward pass keeps nothing but w.
+//
+// Tensors may be float32 or float16 (mixed precision hands the op float16): the
+// kernels compute in float32, so float16 inputs are widened into a float32 copy
+// and float16 outputs narrowed from one.
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace {
 
@@ -175,12 +180,52 @@ void hard_forward(const float *a, int64_t K, int64_t N, float *w) {
   }
 }
 
-bool all_float32(int nparam, const char **dtypes) {
+bool is_float16(const char *dtype) { return std::strcmp(dtype, "float16") == 0; }
+
+bool all_floating(int nparam, const char **dtypes) {
   for (int i = 0; i < nparam; ++i) {
-    if (std::strcmp(dtypes[i], "float32") != 0) return false;
+    if (std::strcmp(dtypes[i], "float32") != 0 && !is_float16(dtypes[i])) return false;
   }
   return true;
 }
+
+float read_scalar(const void *data, const char *dtype) {
+  return is_float16(dtype) ? static_cast<float>(*static_cast<const _Float16 *>(data))
+                           : *static_cast<const float *>(data);
+}
+
+// A float32 view of an op's tensor of n elements: the tensor itself when it is
+// float32, else a widened copy (an input) or scratch space (an output) that
+// narrow_into_tensor() writes back.
+class Float32View {
+ public:
+  Float32View(void *tensor, const char *dtype, int64_t n, bool is_input)
+      : tensor_(tensor), half_(is_float16(dtype)), n_(n) {
+    if (!half_) {
+      data_ = static_cast<float *>(tensor);
+      return;
+    }
+    copy_.resize(static_cast<size_t>(n));
+    data_ = copy_.data();
+    if (is_input) {
+      const _Float16 *source = static_cast<const _Float16 *>(tensor);
+      for (int64_t i = 0; i < n; ++i) data_[i] = static_cast<float>(source[i]);
+    }
+  }
+  float *data() { return data_; }
+  void narrow_into_tensor() {
+    if (!half_) return;
+    _Float16 *target = static_cast<_Float16 *>(tensor_);
+    for (int64_t i = 0; i < n_; ++i) target[i] = static_cast<_Float16>(data_[i]);
+  }
+
+ private:
+  void *tensor_;
+  bool half_;
+  int64_t n_;
+  std::vector<float> copy_;
+  float *data_;
+};
 
 // K from the leading axis of the logits, N from the rest.
 bool logits_extent(int ndim, const int64_t *shape, int64_t *K, int64_t *N) {
@@ -197,16 +242,17 @@ bool logits_extent(int ndim, const int64_t *shape, int64_t *K, int64_t *N) {
 extern "C" int SlbSoftWeightForward(int nparam, void **params, int *ndims, int64_t **shapes,
                                     const char **dtypes, void *, void *) {
   int64_t K, N;
-  if (nparam != 4 || !all_float32(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], &K, &N)) return 1;
-  const float *a = static_cast<const float *>(params[0]);
-  const float T = *static_cast<const float *>(params[1]);
-  const bool hard = *static_cast<const float *>(params[2]) > 0.5f;
-  float *w = static_cast<float *>(params[3]);
+  if (nparam != 4 || !all_floating(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], &K, &N)) return 1;
+  Float32View a(params[0], dtypes[0], K * N, true);
+  const float T = read_scalar(params[1], dtypes[1]);
+  const bool hard = read_scalar(params[2], dtypes[2]) > 0.5f;
+  Float32View w(params[3], dtypes[3], N, false);
   if (hard) {
-    hard_forward(a, K, N, w);
+    hard_forward(a.data(), K, N, w.data());
   } else {
-    soft_forward(a, K, N, T, w);
+    soft_forward(a.data(), K, N, T, w.data());
   }
+  w.narrow_into_tensor();
   return 0;
 }
 
@@ -214,16 +260,17 @@ extern "C" int SlbSoftWeightForward(int nparam, void **params, int *ndims, int64
 extern "C" int SlbSoftWeightBackward(int nparam, void **params, int *ndims, int64_t **shapes,
                                      const char **dtypes, void *, void *) {
   int64_t K, N;
-  if (nparam != 5 || !all_float32(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], &K, &N)) return 1;
-  const float *a = static_cast<const float *>(params[0]);
-  const float T = *static_cast<const float *>(params[1]);
-  const bool hard = *static_cast<const float *>(params[2]) > 0.5f;
-  const float *g = static_cast<const float *>(params[3]);
-  float *da = static_cast<float *>(params[4]);
+  if (nparam != 5 || !all_floating(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], &K, &N)) return 1;
+  Float32View a(params[0], dtypes[0], K * N, true);
+  const float T = read_scalar(params[1], dtypes[1]);
+  const bool hard = read_scalar(params[2], dtypes[2]) > 0.5f;
+  Float32View g(params[3], dtypes[3], N, true);
+  Float32View da(params[4], dtypes[4], K * N, false);
   if (hard) {
-    std::memset(da, 0, sizeof(float) * K * N);
+    std::memset(da.data(), 0, sizeof(float) * K * N);
   } else {
-    soft_backward(a, K, N, T, g, da);
+    soft_backward(a.data(), K, N, T, g.data(), da.data());
   }
+  da.narrow_into_tensor();
   return 0;
 }
