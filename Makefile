@@ -1,16 +1,18 @@
 # make demo: install, then train W1 SLB ResNet18 on the bundled digits data and evaluate it
 #            (quantized and converted network); about 4-5 minutes on 2 CPU cores.
 # make test: install the test requirements and run the test suite.
+# Both install through constraints.txt: the exact versions the suite was last run against.
 PYTHON ?= python3
 DEMO_CONFIG ?= configs/resnet18_digits_config.yaml
+PIP_INSTALL = $(PYTHON) -m pip install -c constraints.txt
 
 .PHONY: demo test
 
 demo:
-	$(PYTHON) -m pip install -e . scikit-learn
+	$(PIP_INSTALL) -e . scikit-learn
 	$(PYTHON) scripts/train.py --config_path $(DEMO_CONFIG)
 	$(PYTHON) scripts/eval.py --config_path $(DEMO_CONFIG)
 
 test:
-	$(PYTHON) -m pip install -e ".[test]"
+	$(PIP_INSTALL) -e ".[test]"
 	$(PYTHON) -m pytest -q tests
