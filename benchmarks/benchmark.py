@@ -34,6 +34,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
     parser.add_argument("--bits", type=int, nargs="+", default=[1, 2, 4], choices=[1, 2, 4])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
     parser.add_argument("--json", default="benchmark.json", help="where to save the results")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "BITS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -61,6 +62,7 @@ def measure(mode, bits, args):
     from mindspore_slb import QuantDtype, SlbQuantAwareTraining
 
     ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
+    ms.set_device(args.device_target)
     ms.set_seed(0)
     network = resnet18(class_num=10, width=args.width)
     algo = None
@@ -140,7 +142,7 @@ def main(argv=None):
             print(f"measuring {mode} {'W' + str(bits) if bits else 'float'} ...", file=sys.stderr, flush=True)
             results.append(run_worker(mode, bits, argv))
     print(f"ResNet18 width {args.width}, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
-          f"Momentum; median of {args.steps} steps; {os.cpu_count()} CPU cores")
+          f"Momentum; median of {args.steps} steps; {args.device_target}, {os.cpu_count()} CPU cores")
     print(table(results))
     with open(args.json, "w", encoding="utf-8") as out:
         settings = {key: value for key, value in vars(args).items() if key != "worker"}

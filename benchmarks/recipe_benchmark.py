@@ -40,6 +40,7 @@ def parse_args(argv=None):
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--mode_name", default="GRAPH", choices=["GRAPH", "PYNATIVE"])
     parser.add_argument("--num_parallel_workers", type=int, default=2)
+    parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
     parser.add_argument("--json", default="recipe_benchmark.json", help="where to save the results")
     parser.add_argument("--worker", nargs=4, metavar=("DATA", "OUTPUT", "WIDTH", "QUANT_TYPE"),
                         help=argparse.SUPPRESS)
@@ -65,7 +66,7 @@ def measure(args, data, output, width, quant_type):
     from slb_recipe.config import parse_args as recipe_args  # pylint: disable=import-outside-toplevel
 
     settings = {
-        "dataset": "cifar10", "data_path": data, "output_path": output, "device_target": "CPU",
+        "dataset": "cifar10", "data_path": data, "output_path": output, "device_target": args.device_target,
         "width": width, "quant_type": quant_type, "batch_size": args.batch_size,
         "train_image_size": args.image_size, "eval_image_size": args.image_size,
         "train_num_samples": args.steps * args.batch_size, "epoch_size": 2, "warmup_epochs": 0,
@@ -138,7 +139,7 @@ def main(argv=None):
     rows = summarise(args, rounds)
     print(f"recipe epochs: {args.image_size}x{args.image_size}, batch {args.batch_size}, {args.mode_name}, "
           f"{args.steps} steps per epoch, second epoch timed; median of {args.rounds} interleaved rounds; "
-          f"{os.cpu_count()} CPU cores")
+          f"{args.device_target}, {os.cpu_count()} CPU cores")
     print(table(rows))
     with open(args.json, "w", encoding="utf-8") as out:
         settings = {key: value for key, value in vars(args).items() if key != "worker"}
