@@ -60,6 +60,8 @@ def test_command_line_overrides_convert_to_the_key_type():
     (["--t_start_time", "1.5"], ["'t_start_time'", "<= 1"]),
     (["--t_start_time", "0.7", "--t_end_time", "0.5"], ["'t_end_time'", ">= t_start_time"]),
     (["--batch_size", "0"], ["'batch_size'", ">= 1"]),
+    (["--t_start_val", "inf"], ["'t_start_val'", "a finite number >= 1e-12", "inf"]),
+    (["--loss_scale", "nan"], ["'loss_scale'", "a finite number", "nan"]),
     (["--dataset", "cifar10"], ["'data_path'"]),
     (["--epoch_size"], ["'epoch_size'", "no value"]),
     (["W4"], ["expected --key value"]),
@@ -79,6 +81,16 @@ def test_bad_yaml_values_are_one_line_errors(tmp_path):
         path.write_text(text)
         assert expected in error_line(["--config_path", str(path)])
     assert "is not a file" in error_line(["--config_path", str(tmp_path / "missing.yaml")])
+
+
+def test_yaml_that_is_not_utf8_or_has_a_non_string_key_is_a_one_line_error(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("# r\u00e9glages\nepoch_size: 2\n".encode("latin-1"))
+    assert "is not UTF-8 text" in error_line(["--config_path", str(path)])
+    path.write_text("1: 2\n")
+    assert "has the key 1; keys must be option names" in error_line(["--config_path", str(path)])
+    path.write_text("loss_scale: .inf\n")
+    assert "'loss_scale' must be a finite number" in error_line(["--config_path", str(path)])
 
 
 def test_int_is_accepted_for_float_keys_in_yaml(tmp_path):
