@@ -11,7 +11,8 @@ from recipe_data import REPO_ROOT
 
 from slb_recipe import config as recipe_config
 from slb_recipe.lr_schedule import get_lr
-from slb_recipe.common import resolve_device_target
+from slb_recipe import common
+from slb_recipe.common import RecipeError, resolve_device_target
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "resnet18_*_config.yaml")))
 
@@ -112,6 +113,22 @@ def test_help_lists_every_key(capsys):
 def test_auto_device_target_follows_what_mindspore_can_use():
     assert resolve_device_target("auto") == ("GPU" if ms.hal.is_available("GPU") else "CPU")
     assert resolve_device_target("CPU") == "CPU"
+
+
+def test_gpu_that_mindspore_cannot_use_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(common.ms.hal, "is_available", lambda _target: False)
+    with pytest.raises(RecipeError, match="device_target is GPU but this MindSpore cannot use a GPU here"):
+        resolve_device_target("GPU")
+    assert resolve_device_target("auto") == "CPU"
+
+
+def test_parallel_workers_are_capped_at_the_cpu_count(monkeypatch, capsys):
+    config = recipe_config.load_config(["--num_parallel_workers", "4"])
+    monkeypatch.setattr(common.os, "cpu_count", lambda: 2)
+    assert common.fit_workers_to_machine(config).num_parallel_workers == 2
+    assert capsys.readouterr().out == "num_parallel_workers 4 lowered to 2, the CPU count of this machine\n"
+    config = recipe_config.load_config(["--num_parallel_workers", "2"])
+    assert common.fit_workers_to_machine(config) is config and capsys.readouterr().out == ""
 
 
 def test_poly_schedule_warms_up_then_decays_to_lr_end():
