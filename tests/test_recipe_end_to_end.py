@@ -143,7 +143,7 @@ def test_checkpoint_record_is_compared_before_loading(tmp_path):
         exit_message(train.main, wider)
 
 
-def test_checkpoint_without_a_record_of_another_width_is_a_one_line_error(tmp_path):
+def test_checkpoint_without_a_record_that_does_not_fit_is_a_one_line_error(tmp_path):
     checkpoint = train.main(tiny_args(tmp_path, quant_type="W2", epoch_size=1, warmup_epochs=0))["checkpoint"]
     unrecorded = str(tmp_path / "unrecorded.ckpt")
     ms.save_checkpoint([{"name": name, "data": value} for name, value in ms.load_checkpoint(checkpoint).items()
@@ -151,6 +151,8 @@ def test_checkpoint_without_a_record_of_another_width_is_a_one_line_error(tmp_pa
     message = exit_message(evaluation.main, tiny_args(tmp_path, quant_type="W2", width=8,
                                                       checkpoint_file_path=unrecorded))
     assert "of shape" in message and "another quant_type, width or class_num" in message
+    message = exit_message(evaluation.main, tiny_args(tmp_path, quant_type="W2A8", checkpoint_file_path=unrecorded))
+    assert "lacks" in message and "parameters of this network" in message
 
 
 def test_unreadable_checkpoints_are_named_as_such(tmp_path):
