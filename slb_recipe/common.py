@@ -53,7 +53,7 @@ def with_overrides(config, **overrides):
 
 
 def resolve_device_target(device_target):
-    """'auto' becomes GPU when MindSpore can use one here, else CPU."""
+    """'auto' becomes GPU when MindSpore can use one here, else CPU; GPU where it cannot is refused."""
     gpu_usable = ms.hal.is_available("GPU")
     if device_target == "auto":
         return "GPU" if gpu_usable else "CPU"
