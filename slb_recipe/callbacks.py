@@ -51,23 +51,30 @@ class EpochReport(RunEpochCallback):
 
     Stops training with LossDivergedError naming the epoch and step of a NaN or infinite loss.
     `lrs` is the learning-rate array of this process's steps; `evaluate`, when given, is called
-    every `eval_interval` epochs and returns a dict of metrics.
+    every `eval_interval` epochs and returns a dict of metrics. Within an epoch a progress line
+    (step, mean loss so far, images per second, time left) follows every `progress_interval_s`
+    seconds (0: none); `clock` is the time source, in seconds.
     """
 
-    def __init__(self, net, lrs, steps_per_epoch, has_trained_epoch, epoch_size, evaluate=None, eval_interval=0):
+    def __init__(self, net, lrs, steps_per_epoch, has_trained_epoch, epoch_size, evaluate=None, eval_interval=0,
+                 batch_size=1, progress_interval_s=0.0, clock=time.monotonic):
         super().__init__(has_trained_epoch, epoch_size)
         self.net = net
         self.lrs = lrs
         self.steps_per_epoch = steps_per_epoch
         self.evaluate = evaluate
         self.eval_interval = eval_interval
+        self.batch_size = batch_size
+        self.progress_interval_s = progress_interval_s
+        self.clock = clock
         self.history = []
         self._losses = []
         self._epoch_start = 0.0
+        self._last_progress = 0.0
 
     def on_train_epoch_begin(self, run_context):
         self._losses = []
-        self._epoch_start = time.time()
+        self._epoch_start = self._last_progress = self.clock()
 
     def on_train_step_end(self, run_context):
         cb_params = run_context.original_args()
@@ -77,11 +84,28 @@ class EpochReport(RunEpochCallback):
             raise LossDivergedError(f"training stopped: loss is {loss} at epoch {self.run_epoch(run_context)}, "
                                     f"step {step} of {self.steps_per_epoch}")
         self._losses.append(loss)
+        now = self.clock()
+        if self._progress_due(now):
+            self._last_progress = now
+            print(self._progress_line(run_context, now))
+
+    def _progress_due(self, now):
+        # The epoch's last step is left to the epoch summary.
+        return bool(self.progress_interval_s) and len(self._losses) < self.steps_per_epoch and \
+            now - self._last_progress >= self.progress_interval_s
+
+    def _progress_line(self, run_context, now):
+        steps = len(self._losses)
+        elapsed = max(now - self._epoch_start, 1e-9)
+        seconds_left = elapsed / steps * (self.steps_per_epoch - steps)
+        return (f"epoch {self.run_epoch(run_context)}/{self.epoch_size} step {steps}/{self.steps_per_epoch}: "
+                f"mean loss {np.mean(self._losses):.6f}, {steps * self.batch_size / elapsed:.1f} images/s, "
+                f"about {seconds_left:.0f} s left in the epoch")
 
     def on_train_epoch_end(self, run_context):
         cb_params = run_context.original_args()
         epoch_of_process = cb_params.cur_epoch_num  # indexes lrs, which start at this process's first step
-        seconds = time.time() - self._epoch_start
+        seconds = self.clock() - self._epoch_start
         record = {
             "epoch": self.run_epoch(run_context),
             "loss": float(np.mean(self._losses)),
@@ -130,15 +154,16 @@ class AverageBatchNormStatistics(Callback):
 class CheckpointSaver(RunEpochCallback):
     """Saves the train network (weights, BN statistics, optimizer moments) with the epoch reached.
 
-    Saves every `save_every` epochs and at the last epoch, keeps the newest `keep_max` files, and
-    writes each file under a temporary name first so an interrupted run leaves the previous
-    checkpoint intact and loadable.
+    Saves every `save_every` epochs and at the last epoch, with `record` (checkpoint_record's keys)
+    beside the epoch reached; keeps the newest `keep_max` files, and writes each file under a
+    temporary name first so an interrupted run leaves the previous checkpoint intact and loadable.
     """
 
-    def __init__(self, folder, quant_type, has_trained_epoch, epoch_size, save_every, keep_max):
+    def __init__(self, folder, record, has_trained_epoch, epoch_size, save_every, keep_max):
         super().__init__(has_trained_epoch, epoch_size)
         self.folder = folder
-        self.quant_type = quant_type
+        self.record = record
+        self.quant_type = record["quant_type"]
         self.save_every = save_every
         self.keep_max = keep_max
         self.last_path = None
@@ -149,8 +174,7 @@ class CheckpointSaver(RunEpochCallback):
             return
         os.makedirs(self.folder, exist_ok=True)
         path = os.path.join(self.folder, checkpoint_name(self.quant_type, epoch))
-        save_checkpoint_atomically(run_context.original_args().train_network, path,
-                                   {EPOCH_KEY: epoch, "quant_type": self.quant_type})
+        save_checkpoint_atomically(run_context.original_args().train_network, path, {EPOCH_KEY: epoch, **self.record})
         self.last_path = path
         for _, old_path in saved_checkpoints(self.folder, self.quant_type)[:-self.keep_max]:
             os.remove(old_path)

@@ -15,8 +15,12 @@ from slb_recipe.dataset import DataPathError, create_dataset
 from slb_recipe.resnet import resnet18
 
 CHECKPOINT_NAME = re.compile(r"^resnet18_(?P<quant>W\d+(A8)?)-(?P<epoch>\d+)\.ckpt$")
+# A checkpoint is written under this infix first, then renamed; a leftover one is an interrupted save.
+PARTIAL_INFIX = ".partial."
 # Key under which a checkpoint records the last epoch it completed (the epoch reached).
 EPOCH_KEY = "epoch_num"
+# Config keys a checkpoint records: a network of other values cannot use its parameters.
+RECORD_KEYS = ("quant_type", "width", "class_num", "dataset")
 TOPK_METRICS = ("top_1_accuracy", "top_5_accuracy")
 
 
@@ -27,11 +31,20 @@ class RecipeError(RuntimeError):
 def script_main(run, argv=None):
     """Entry point of a recipe script: parse the configuration, run, and turn the user's errors
     (bad data path, mismatched checkpoint, diverged loss) into a one-line exit message."""
-    config = parse_args(sys.argv[1:] if argv is None else argv)
+    config = fit_workers_to_machine(parse_args(sys.argv[1:] if argv is None else argv))
     try:
         return run(config)
     except (RecipeError, DataPathError) as error:
         raise SystemExit(f"error: {error}") from None
+
+
+def fit_workers_to_machine(config):
+    """num_parallel_workers capped at the CPU count: MindSpore refuses more workers than CPUs."""
+    cpus = os.cpu_count() or 1
+    if config.num_parallel_workers <= cpus:
+        return config
+    print(f"num_parallel_workers {config.num_parallel_workers} lowered to {cpus}, the CPU count of this machine")
+    return with_overrides(config, num_parallel_workers=cpus)
 
 
 def with_overrides(config, **overrides):
@@ -40,9 +53,13 @@ def with_overrides(config, **overrides):
 
 
 def resolve_device_target(device_target):
-    """'auto' becomes GPU when MindSpore can use one here, else CPU."""
+    """'auto' becomes GPU when MindSpore can use one here, else CPU; GPU where it cannot is refused."""
+    gpu_usable = ms.hal.is_available("GPU")
     if device_target == "auto":
-        return "GPU" if ms.hal.is_available("GPU") else "CPU"
+        return "GPU" if gpu_usable else "CPU"
+    if device_target == "GPU" and not gpu_usable:
+        raise RecipeError("device_target is GPU but this MindSpore cannot use a GPU here: "
+                          "use device_target CPU or auto")
     return device_target
 
 
@@ -70,14 +87,15 @@ def setup_runtime(config, distributed=False):
     return rank_id, rank_size
 
 
-def create_split(config, do_train, rank_id=0, rank_size=1):
-    """The training or evaluation pipeline the config describes."""
+def create_split(config, do_train, rank_id=0, rank_size=1, first_epoch=0):
+    """The training or evaluation pipeline the config describes; training starts at first_epoch's order."""
     return create_dataset(
         config.dataset, config.data_path, do_train, config.batch_size,
         config.train_image_size if do_train else config.eval_image_size,
         num_samples=config.train_num_samples if do_train else config.eval_num_samples,
         shuffle=config.shuffle, num_parallel_workers=config.num_parallel_workers,
-        rank_id=rank_id, rank_size=rank_size)
+        rank_id=rank_id, rank_size=rank_size, seed=config.seed, first_epoch=first_epoch,
+        class_num=config.class_num)
 
 
 def weight_bits(quant_type):
@@ -137,15 +155,42 @@ def saved_checkpoints(folder, quant_type):
 
 def save_checkpoint_atomically(cell, path, append_dict):
     """Write to a temporary name and rename, so an interrupted save never replaces a good file."""
-    temporary = path[:-len(".ckpt")] + ".partial.ckpt"
+    temporary = path[:-len(".ckpt")] + PARTIAL_INFIX + "ckpt"
     ms.save_checkpoint(cell, temporary, append_dict=append_dict)
     os.replace(temporary, path)
 
 
-def read_checkpoint(path):
+def checkpoint_record(config):
+    """What a checkpoint of this run records about the network it holds."""
+    return {key: getattr(config, key) for key in RECORD_KEYS}
+
+
+def read_checkpoint(path, config):
+    """The parameters of the checkpoint at path, refused when its record differs from config's.
+
+    Checkpoints without a record (written before it existed) are left to load_into_network's checks.
+    """
     if not os.path.isfile(path):
         raise RecipeError(f"checkpoint '{path}' is not a file")
-    return ms.load_checkpoint(path)
+    try:
+        param_dict = ms.load_checkpoint(path)
+    except (ValueError, RuntimeError) as error:  # MindSpore's messages blame filters or name no cause
+        raise RecipeError(f"checkpoint '{path}' is not a readable MindSpore checkpoint "
+                          f"({type(error).__name__})") from error
+    for key, expected in checkpoint_record(config).items():
+        recorded = _recorded_value(param_dict, key)
+        if recorded is not None and recorded != expected:
+            raise RecipeError(f"checkpoint '{path}' was trained with {key} {recorded}, "
+                              f"this run has {key} {expected}")
+    return param_dict
+
+
+def _recorded_value(param_dict, key):
+    """A record entry as saved: strings come back as str, numbers as a one-element Parameter."""
+    if key not in param_dict:
+        return None
+    value = param_dict[key]
+    return value if isinstance(value, str) else value.asnumpy().item()
 
 
 def epoch_reached(param_dict):
@@ -155,10 +200,21 @@ def epoch_reached(param_dict):
 
 def load_into_network(net, param_dict, path):
     """Load a checkpoint that must cover every parameter of net (a mismatch means another recipe)."""
+    _check_shapes(net, param_dict, path)
     missing, _ = ms.load_param_into_net(net, param_dict)
     if missing:
         raise RecipeError(f"checkpoint '{path}' lacks {len(missing)} parameters of this network "
                           f"(e.g. {missing[0]}): was it trained with another quant_type, width or class_num?")
+
+
+def _check_shapes(net, param_dict, path):
+    """Refuse before loading: MindSpore's own shape error names neither the checkpoint nor a likely cause."""
+    for param in net.get_parameters():
+        stored = param_dict.get(param.name)
+        if stored is not None and not isinstance(stored, str) and tuple(stored.shape) != tuple(param.shape):
+            raise RecipeError(f"checkpoint '{path}' holds {param.name} of shape {tuple(stored.shape)}, this network "
+                              f"needs {tuple(param.shape)}: was it trained with another quant_type, width or "
+                              "class_num?")
 
 
 def resolve_checkpoint(config):
@@ -176,8 +232,9 @@ def resolve_checkpoint(config):
 def load_trained_network(config):
     """The network of config with the checkpoint eval/export should use. Returns (net, algo, path)."""
     path = resolve_checkpoint(config)
+    param_dict = read_checkpoint(path, config)
     net, algo = build_network(config)
-    load_into_network(net, read_checkpoint(path), path)
+    load_into_network(net, param_dict, path)
     return net, algo, path
 
 

@@ -5,6 +5,7 @@ values it allows, so a typo, a wrong type or a value outside its set is caught b
 starts, with a one-line message naming the key and what it accepts.
 """
 import difflib
+import math
 import os
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -37,7 +38,7 @@ class Option:
         """What the option allows, in words, for error messages and --help."""
         if self.choices:
             return "one of " + ", ".join(str(choice) for choice in self.choices)
-        text = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}[self.kind]
+        text = {bool: "True or False", int: "an integer", float: "a finite number", str: "a string"}[self.kind]
         if self.minimum is not None:
             text += f" >= {self.minimum}"
         if self.maximum is not None:
@@ -90,6 +91,8 @@ OPTIONS = {
     "run_distribute": Option(bool, False, "data-parallel training under msrun"),
     "device_num": Option(int, 1, "data-parallel workers expected (1: whatever msrun starts)", minimum=1),
     "eval_interval": Option(int, 0, "evaluate every this many epochs during training (0: never)", minimum=0),
+    "progress_interval_s": Option(float, 30.0, "within an epoch, print a progress line every this many seconds "
+                                               "(0: only the epoch summary)", minimum=0),
     # checkpoints and outputs
     "output_path": Option(str, "./output", "folder for checkpoints, logs and results"),
     "checkpoint_path": Option(str, "checkpoint", "checkpoint folder, relative to output_path"),
@@ -116,6 +119,9 @@ def _convert(key, value):
     if option.kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not option.kind:  # pylint: disable=unidiomatic-typecheck
+        raise ConfigError(f"config key '{key}' must be {option.describe()}, got {value!r}")
+    # NaN passes every comparison with a bound, and no key means anything by infinity.
+    if option.kind is float and not math.isfinite(value):
         raise ConfigError(f"config key '{key}' must be {option.describe()}, got {value!r}")
     if option.choices and value not in option.choices:
         raise ConfigError(f"config key '{key}' must be {option.describe()}, got {value!r}")
@@ -165,13 +171,18 @@ def _split_command_line(argv):
 def _read_yaml(path):
     if not os.path.isfile(path):
         raise ConfigError(f"config_path '{path}' is not a file")
-    with open(path, encoding="utf-8") as stream:
-        try:
+    try:
+        with open(path, encoding="utf-8") as stream:
             content = yaml.safe_load(stream) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config_path '{path}' is not valid YAML: {str(error).splitlines()[0]}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config_path '{path}' is not UTF-8 text (byte {error.start})") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config_path '{path}' is not valid YAML: {str(error).splitlines()[0]}") from error
     if not isinstance(content, dict):
         raise ConfigError(f"config_path '{path}' must hold a mapping of key: value")
+    for key in content:
+        if not isinstance(key, str):
+            raise ConfigError(f"config_path '{path}' has the key {key!r}; keys must be option names")
     return content
 
 

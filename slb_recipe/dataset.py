@@ -5,12 +5,14 @@ training every rank passes its rank_id / rank_size and reads a disjoint shard.
 """
 import glob
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import mindspore.dataset as ds
 import mindspore.dataset.transforms as transforms
 import mindspore.dataset.vision as vision
 from mindspore import dtype as mstype
+from PIL import Image
 
 DATASETS = ("cifar10", "imagenet", "digits")
 CIFAR_MEAN, CIFAR_STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
@@ -19,6 +21,10 @@ DIGITS_MEAN, DIGITS_STD = (127.5,) * 3, (127.5,) * 3
 # Share of the 1,797 digits kept for evaluation; the split is fixed so every run sees the same one.
 DIGITS_EVAL_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
+DIGITS_CLASSES = 10
+# The binary CIFAR-10 layout: a label byte then a 32x32x3 image, 10,000 records per file.
+CIFAR_RECORD_BYTES = 1 + 32 * 32 * 3
+CIFAR_RECORDS_PER_FILE = 10000
 
 
 class DataPathError(ValueError):
@@ -26,23 +32,64 @@ class DataPathError(ValueError):
 
 
 def create_dataset(dataset, data_path, do_train, batch_size, image_size, num_samples=0, shuffle=True,
-                   num_parallel_workers=1, rank_id=0, rank_size=1):
+                   num_parallel_workers=1, rank_id=0, rank_size=1, seed=0, first_epoch=0, class_num=None):
     """Batched pipeline of the training (do_train) or evaluation split of `dataset`.
 
     num_samples > 0 keeps only that many samples (per rank). Training batches drop the
-    incomplete last batch so every step sees one shape; evaluation keeps every sample.
+    incomplete last batch so every step sees one shape; evaluation keeps every sample. A shuffled
+    training split visits its samples in an order that depends only on seed and the epoch
+    (counted from first_epoch), so a resumed run sees the data of an uninterrupted one.
+    class_num, when given, must exceed every label of the split.
     """
     _check_arguments(dataset, batch_size, image_size, num_samples, rank_id, rank_size)
     read = {"cifar10": _read_cifar10, "imagenet": _read_imagenet, "digits": _read_digits}[dataset]
-    sharding = {"num_samples": num_samples or None, "shuffle": shuffle and do_train,
-                "num_shards": rank_size if rank_size > 1 else None,
-                "shard_id": rank_id if rank_size > 1 else None}
-    data = read(data_path, do_train, sharding, num_parallel_workers)
+    data, label_count = read(data_path, do_train, num_parallel_workers)
+    if class_num is not None and label_count > class_num:
+        raise DataPathError(f"the {dataset} data{_at(data_path)} has labels 0..{label_count - 1}, outside "
+                            f"class_num {class_num}: set class_num to at least {label_count}")
+    data.use_sampler(EpochOrderSampler(data.get_dataset_size(), seed, first_epoch, shuffle and do_train,
+                                       rank_id, rank_size, num_samples))
     image_ops = _image_transforms(dataset, do_train, image_size)
     data = data.map(operations=image_ops, input_columns="image", num_parallel_workers=num_parallel_workers)
     data = data.map(operations=transforms.TypeCast(mstype.int32), input_columns="label",
                     num_parallel_workers=num_parallel_workers)
     return data.batch(batch_size, drop_remainder=do_train)
+
+
+def _at(data_path):
+    return f" at '{data_path}'" if data_path else ""
+
+
+class EpochOrderSampler(ds.Sampler):
+    """The rows one rank reads per epoch: a permutation drawn from (seed, epoch), or the stored order.
+
+    MindSpore copies the sampler into every iterator it builds and asks it for indices once per
+    epoch, so counting those requests from first_epoch tells the epoch. Shards take every
+    rank_size-th row of the same order, after cutting the rows that would give ranks unequal
+    step counts; num_samples (0: all) then keeps the first rows of the shard.
+    """
+
+    def __init__(self, row_count, seed, first_epoch, shuffle, rank_id=0, rank_size=1, num_samples=0):
+        self.row_count = row_count
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank_id, self.rank_size = rank_id, rank_size
+        shard_size = row_count // rank_size
+        self.take = min(num_samples, shard_size) if num_samples else shard_size
+        self.next_epoch = first_epoch
+        super().__init__(num_samples=self.take)
+
+    def order(self, epoch):
+        """Row indices of this rank in `epoch` (0-based, counted over the whole run)."""
+        rows = np.random.default_rng((self.seed, epoch)).permutation(self.row_count) if self.shuffle \
+            else np.arange(self.row_count)
+        shard = rows[:self.row_count - self.row_count % self.rank_size][self.rank_id::self.rank_size]
+        return shard[:self.take]
+
+    def __iter__(self):
+        epoch = self.next_epoch
+        self.next_epoch += 1
+        return iter(self.order(epoch).tolist())
 
 
 def _check_arguments(dataset, batch_size, image_size, num_samples, rank_id, rank_size):
@@ -56,28 +103,90 @@ def _check_arguments(dataset, batch_size, image_size, num_samples, rank_id, rank
         raise ValueError(f"rank_id must be in [0, {rank_size}), got {rank_id!r}")
 
 
-def _read_cifar10(data_path, do_train, sharding, num_parallel_workers):
+def _read_cifar10(data_path, do_train, num_parallel_workers):
+    """CIFAR-10 binary files, each checked to be whole; returns (dataset, label count)."""
     pattern = "data_batch_*.bin" if do_train else "test_batch.bin"
-    if not glob.glob(os.path.join(data_path, pattern)):
+    paths = sorted(glob.glob(os.path.join(data_path, pattern)))
+    if not paths:
         raise DataPathError(f"data_path '{data_path}' holds no CIFAR-10 binary file {pattern} "
                             "(expected the cifar-10-batches-bin folder: data_batch_1..5.bin, test_batch.bin)")
-    return ds.Cifar10Dataset(data_path, usage="train" if do_train else "test",
-                             num_parallel_workers=num_parallel_workers, **sharding)
+    label_count = max(_cifar10_label_count(path) for path in paths)
+    data = ds.Cifar10Dataset(data_path, usage="train" if do_train else "test", shuffle=False,
+                             num_parallel_workers=num_parallel_workers)
+    return data, label_count
 
 
-def _read_imagenet(data_path, do_train, sharding, num_parallel_workers):
+def _cifar10_label_count(path):
+    """1 + the largest label of a CIFAR-10 file, after checking the file holds whole records."""
+    size = os.path.getsize(path)
+    if size != CIFAR_RECORDS_PER_FILE * CIFAR_RECORD_BYTES:
+        raise DataPathError(f"CIFAR-10 file '{path}' has {size} bytes, expected {CIFAR_RECORDS_PER_FILE} "
+                            f"records of {CIFAR_RECORD_BYTES} bytes ({CIFAR_RECORDS_PER_FILE * CIFAR_RECORD_BYTES}): "
+                            "truncated or not CIFAR-10")
+    records = np.memmap(path, dtype=np.uint8, mode="r").reshape(CIFAR_RECORDS_PER_FILE, CIFAR_RECORD_BYTES)
+    return int(records[:, 0].max()) + 1
+
+
+def _read_imagenet(data_path, do_train, num_parallel_workers):
+    """One class list for both splits: train/'s subfolders, sorted, numbered from 0."""
+    classes = _class_folders(data_path, "train")
     split = "train" if do_train else "val"
+    split_classes = classes if do_train else _class_folders(data_path, "val")
+    unseen = sorted(set(split_classes) - set(classes))
+    if unseen:
+        raise DataPathError(f"data_path '{data_path}' has val/{unseen[0]}, a class train/ does not have: "
+                            "val/ may only hold classes of train/")
     folder = os.path.join(data_path, split)
-    if not os.path.isdir(folder) or not any(entry.is_dir() for entry in os.scandir(folder)):
+    check_images(folder, split_classes, num_parallel_workers)
+    indexing = {name: classes.index(name) for name in split_classes}
+    data = ds.ImageFolderDataset(folder, shuffle=False, class_indexing=indexing, decode=False,
+                                 num_parallel_workers=num_parallel_workers)
+    return data, len(classes)
+
+
+def _class_folders(data_path, split):
+    folder = os.path.join(data_path, split)
+    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()) if os.path.isdir(folder) else []
+    if not classes:
         raise DataPathError(f"data_path '{data_path}' has no {split}/ folder of class subfolders "
                             "(expected train/<class>/*.JPEG and val/<class>/*.JPEG)")
-    return ds.ImageFolderDataset(folder, num_parallel_workers=num_parallel_workers, decode=False, **sharding)
+    return classes
 
 
-def _read_digits(_data_path, do_train, sharding, num_parallel_workers):
+def check_images(folder, classes, num_parallel_workers=1):
+    """Decode every file of the class folders with PIL, and refuse the split if any fails.
+
+    MindSpore's decoder fails mid-epoch on a corrupt file, and a truncated JPEG can even kill the
+    process with SIGFPE, so the whole split is checked before a pipeline is built.
+    """
+    paths = [entry.path for name in classes for entry in os.scandir(os.path.join(folder, name)) if entry.is_file()]
+    with ThreadPoolExecutor(max_workers=num_parallel_workers) as pool:
+        problems = [(path, problem) for path, problem in zip(paths, pool.map(_image_problem, paths)) if problem]
+    if problems:
+        path, problem = problems[0]
+        raise DataPathError(f"{len(problems)} of {len(paths)} files in '{folder}' are not readable images, "
+                            f"e.g. '{path}' ({problem}): remove or replace them")
+
+
+def _image_problem(path):
+    """Why PIL cannot decode the image at path, or None."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            # A reduced-size decode still reads the whole compressed stream, at a fraction of the cost.
+            image.draft("RGB", (64, 64))
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return " ".join(str(error).split()) or type(error).__name__
+    return None
+
+
+def _read_digits(_data_path, do_train, num_parallel_workers):
     images, labels = digits_split(do_train)
-    return ds.NumpySlicesDataset({"image": images, "label": labels}, num_parallel_workers=num_parallel_workers,
-                                 **sharding)
+    data = ds.NumpySlicesDataset({"image": images, "label": labels}, shuffle=False,
+                                 num_parallel_workers=num_parallel_workers)
+    return data, DIGITS_CLASSES
 
 
 def digits_split(do_train):

@@ -11,8 +11,10 @@ import mindspore.nn as nn
 
 from slb_recipe.callbacks import AverageBatchNormStatistics, CheckpointSaver, EpochReport
 from slb_recipe.lr_schedule import get_lr
-from slb_recipe.common import (RecipeError, build_network, checkpoint_dir, create_split, epoch_reached, evaluate,
-                    load_into_network, loss_function, read_checkpoint, script_main, setup_runtime)
+from slb_recipe.common import (RecipeError, build_network, checkpoint_dir, checkpoint_record, create_split,
+                               epoch_reached, evaluate, load_into_network, loss_function, read_checkpoint,
+                               script_main, setup_runtime)
+from slb_recipe.output_folder import claimed_folder
 
 NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias")
 
@@ -30,7 +32,7 @@ def resume_state(config):
     """(checkpoint dict or None, epochs already trained) for --pre_trained."""
     if not config.pre_trained:
         return None, config.has_trained_epoch
-    param_dict = read_checkpoint(config.pre_trained)
+    param_dict = read_checkpoint(config.pre_trained, config)
     reached = epoch_reached(param_dict)
     has_trained_epoch = config.has_trained_epoch if reached is None else reached
     if has_trained_epoch >= config.epoch_size:
@@ -60,25 +62,35 @@ def build_optimizer(config, net, lrs, resumed):
 def training_callbacks(config, model, net, algo, train_data, lrs, has_trained_epoch, rank_id, rank_size):
     """SLB's own callbacks, then the report, BN-statistics averaging and checkpoints, in that order."""
     report = EpochReport(net, lrs, train_data.get_dataset_size(), has_trained_epoch, config.epoch_size,
-                         evaluate=_periodic_evaluation(config, net), eval_interval=config.eval_interval)
+                         evaluate=_periodic_evaluation(config, net), eval_interval=config.eval_interval,
+                         batch_size=config.batch_size, progress_interval_s=config.progress_interval_s)
     callbacks = (algo.callbacks(model, train_data) if algo is not None else []) + [report]
     if rank_size > 1:
         callbacks.append(AverageBatchNormStatistics(net, rank_size))
     if config.save_checkpoint:
-        callbacks.append(CheckpointSaver(checkpoint_dir(config, rank_id), config.quant_type, has_trained_epoch,
-                                         config.epoch_size, config.save_checkpoint_epochs,
+        callbacks.append(CheckpointSaver(checkpoint_dir(config, rank_id), checkpoint_record(config),
+                                         has_trained_epoch, config.epoch_size, config.save_checkpoint_epochs,
                                          config.keep_checkpoint_max))
     return callbacks
 
 
 def run(config):
-    """Train as configured; returns {'history': per-epoch records, 'checkpoint': last path saved}."""
+    """Train as configured; returns {'history': per-epoch records, 'checkpoint': last path saved}.
+
+    The checkpoint folder is claimed first, so an unusable or busy output_path stops the run
+    before any data is read.
+    """
     rank_id, rank_size = setup_runtime(config, distributed=config.run_distribute)
-    train_data = create_split(config, True, rank_id, rank_size)
+    with claimed_folder(checkpoint_dir(config, rank_id)):
+        return _train(config, rank_id, rank_size)
+
+
+def _train(config, rank_id, rank_size):
+    resumed, has_trained_epoch = resume_state(config)
+    train_data = create_split(config, True, rank_id, rank_size, first_epoch=has_trained_epoch)
     steps_per_epoch = train_data.get_dataset_size()
     if steps_per_epoch == 0:
         raise RecipeError(f"batch_size {config.batch_size} is larger than the training samples of one worker")
-    resumed, has_trained_epoch = resume_state(config)
     net, algo = build_network(config, has_trained_epoch)
     if resumed is not None:
         load_into_network(net, resumed, config.pre_trained)

@@ -11,7 +11,8 @@ from recipe_data import REPO_ROOT
 
 from slb_recipe import config as recipe_config
 from slb_recipe.lr_schedule import get_lr
-from slb_recipe.common import resolve_device_target
+from slb_recipe import common
+from slb_recipe.common import RecipeError, resolve_device_target
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "resnet18_*_config.yaml")))
 
@@ -60,6 +61,8 @@ def test_command_line_overrides_convert_to_the_key_type():
     (["--t_start_time", "1.5"], ["'t_start_time'", "<= 1"]),
     (["--t_start_time", "0.7", "--t_end_time", "0.5"], ["'t_end_time'", ">= t_start_time"]),
     (["--batch_size", "0"], ["'batch_size'", ">= 1"]),
+    (["--t_start_val", "inf"], ["'t_start_val'", "a finite number >= 1e-12", "inf"]),
+    (["--loss_scale", "nan"], ["'loss_scale'", "a finite number", "nan"]),
     (["--dataset", "cifar10"], ["'data_path'"]),
     (["--epoch_size"], ["'epoch_size'", "no value"]),
     (["W4"], ["expected --key value"]),
@@ -81,6 +84,16 @@ def test_bad_yaml_values_are_one_line_errors(tmp_path):
     assert "is not a file" in error_line(["--config_path", str(tmp_path / "missing.yaml")])
 
 
+def test_yaml_that_is_not_utf8_or_has_a_non_string_key_is_a_one_line_error(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("# r\u00e9glages\nepoch_size: 2\n".encode("latin-1"))
+    assert "is not UTF-8 text" in error_line(["--config_path", str(path)])
+    path.write_text("1: 2\n")
+    assert "has the key 1; keys must be option names" in error_line(["--config_path", str(path)])
+    path.write_text("loss_scale: .inf\n")
+    assert "'loss_scale' must be a finite number" in error_line(["--config_path", str(path)])
+
+
 def test_int_is_accepted_for_float_keys_in_yaml(tmp_path):
     path = tmp_path / "ints.yaml"
     path.write_text("dataset: digits\nlr_end: 0\nloss_scale: 128\n")
@@ -100,6 +113,22 @@ def test_help_lists_every_key(capsys):
 def test_auto_device_target_follows_what_mindspore_can_use():
     assert resolve_device_target("auto") == ("GPU" if ms.hal.is_available("GPU") else "CPU")
     assert resolve_device_target("CPU") == "CPU"
+
+
+def test_gpu_that_mindspore_cannot_use_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(common.ms.hal, "is_available", lambda _target: False)
+    with pytest.raises(RecipeError, match="device_target is GPU but this MindSpore cannot use a GPU here"):
+        resolve_device_target("GPU")
+    assert resolve_device_target("auto") == "CPU"
+
+
+def test_parallel_workers_are_capped_at_the_cpu_count(monkeypatch, capsys):
+    config = recipe_config.load_config(["--num_parallel_workers", "4"])
+    monkeypatch.setattr(common.os, "cpu_count", lambda: 2)
+    assert common.fit_workers_to_machine(config).num_parallel_workers == 2
+    assert capsys.readouterr().out == "num_parallel_workers 4 lowered to 2, the CPU count of this machine\n"
+    config = recipe_config.load_config(["--num_parallel_workers", "2"])
+    assert common.fit_workers_to_machine(config) is config and capsys.readouterr().out == ""
 
 
 def test_poly_schedule_warms_up_then_decays_to_lr_end():

@@ -1,11 +1,13 @@
 """Recipe data pipelines and the ResNet18 model."""
+import os
+
 import numpy as np
 import pytest
 import mindspore as ms
 
-from recipe_data import shared_data
+from recipe_data import shared_data, write_image_folder
 
-from slb_recipe.dataset import DataPathError, create_dataset, digits_split
+from slb_recipe.dataset import DataPathError, EpochOrderSampler, create_dataset, digits_split
 from slb_recipe.resnet import resnet18
 
 
@@ -56,6 +58,75 @@ def test_image_folder_reads_class_subfolders(imagenet):
     data = create_dataset("imagenet", imagenet, False, batch_size=12, image_size=16)
     (images, labels), = batches(data)
     assert images.shape == (12, 3, 16, 16) and sorted(set(labels.tolist())) == [0, 1, 2]
+
+
+def test_image_folder_numbers_val_classes_as_train_does(tmp_path):
+    root = write_image_folder(str(tmp_path), class_num=3, per_class=2, side=16)
+    for name in os.listdir(tmp_path / "val" / "class_0"):
+        os.remove(tmp_path / "val" / "class_0" / name)
+    os.rmdir(tmp_path / "val" / "class_0")
+    (images, labels), = batches(create_dataset("imagenet", root, False, batch_size=8, image_size=16))
+    # Numbered per split, val's class_1 would have become label 0.
+    assert sorted(labels.tolist()) == [1, 1, 2, 2]
+    os.rename(tmp_path / "val" / "class_2", tmp_path / "val" / "class_9")
+    with pytest.raises(DataPathError, match="has val/class_9, a class train/ does not have"):
+        create_dataset("imagenet", root, False, batch_size=8, image_size=16)
+
+
+def test_labels_beyond_class_num_are_refused_before_training(cifar10, imagenet):
+    for dataset, path, class_num, labels in (("cifar10", cifar10, 9, 10), ("imagenet", imagenet, 2, 3),
+                                             ("digits", "", 5, 10)):
+        with pytest.raises(DataPathError) as raised:
+            create_dataset(dataset, path, True, batch_size=4, image_size=16, class_num=class_num)
+        assert f"outside class_num {class_num}: set class_num to at least {labels}" in str(raised.value)
+
+
+def test_cifar10_file_of_the_wrong_size_is_refused(tmp_path):
+    path = tmp_path / "data_batch_1.bin"
+    path.write_bytes(bytes(3073 * 5))
+    with pytest.raises(DataPathError) as raised:
+        create_dataset("cifar10", str(tmp_path), True, batch_size=4, image_size=16)
+    assert str(path) in str(raised.value) and "has 15365 bytes, expected 10000 records of 3073 bytes" in \
+        str(raised.value)
+
+
+def test_undecodable_image_files_are_refused_before_the_pipeline(tmp_path):
+    root = write_image_folder(str(tmp_path), class_num=2, per_class=3, side=16)
+    truncated = tmp_path / "train" / "class_1" / "4.JPEG"
+    truncated.write_bytes(truncated.read_bytes()[:300])  # this can kill MindSpore's decoder with SIGFPE
+    (tmp_path / "train" / "class_0" / "empty.JPEG").write_bytes(b"")
+    with pytest.raises(DataPathError) as raised:
+        create_dataset("imagenet", root, True, batch_size=2, image_size=16)
+    message = str(raised.value)
+    assert "\n" not in message and "2 of 7 files" in message and "are not readable images" in message
+    assert "empty.JPEG" in message or "4.JPEG" in message
+
+
+def test_shuffled_order_is_a_function_of_seed_and_epoch():
+    straight = EpochOrderSampler(101, seed=3, first_epoch=0, shuffle=True)
+    orders = [list(straight) for _ in range(3)]
+    assert orders[0] != orders[1] and sorted(orders[0]) == list(range(101))
+    assert list(EpochOrderSampler(101, seed=3, first_epoch=2, shuffle=True)) == orders[2]
+    assert list(EpochOrderSampler(101, seed=4, first_epoch=2, shuffle=True)) != orders[2]
+    shards = [list(EpochOrderSampler(101, 3, 0, True, rank_id, 2)) for rank_id in range(2)]
+    # Equal step counts on every rank; no row read twice.
+    assert len(shards[0]) == len(shards[1]) == 50 and not set(shards[0]) & set(shards[1])
+    assert list(EpochOrderSampler(101, 3, 0, False, num_samples=5)) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "imagenet", "digits"])
+def test_every_loader_resumes_the_shuffled_order_of_its_epoch(dataset, tmp_path_factory):
+    path = shared_data(dataset, tmp_path_factory) if dataset != "digits" else ""
+
+    def labels_per_epoch(first_epoch, epochs):
+        data = create_dataset(dataset, path, True, batch_size=4, image_size=16, num_samples=12, seed=7,
+                              first_epoch=first_epoch)
+        iterator = data.create_tuple_iterator(num_epochs=epochs, output_numpy=True)
+        return [np.concatenate([labels for _, labels in iterator]).tolist() for _ in range(epochs)]
+
+    straight = labels_per_epoch(0, 2)
+    assert straight[0] != straight[1]
+    assert labels_per_epoch(1, 1) == straight[1:]
 
 
 def test_digits_are_split_once_into_disjoint_rgb_sets():

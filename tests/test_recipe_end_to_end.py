@@ -12,6 +12,7 @@ from slb_recipe import export
 from slb_recipe import train
 from slb_recipe.config import load_config
 from slb_recipe.lr_schedule import get_lr
+from slb_recipe.output_folder import LOCK_NAME
 from slb_recipe.common import create_split, epoch_reached, load_trained_network, setup_runtime, weight_bits
 
 
@@ -39,8 +40,8 @@ def check_training_record(result, args, steps_per_epoch):
     checkpoint = result["checkpoint"]
     assert os.path.basename(checkpoint) == f"resnet18_{config.quant_type}-2.ckpt"
     assert epoch_reached(ms.load_checkpoint(checkpoint)) == 2
-    assert sorted(os.listdir(os.path.dirname(checkpoint))) == [f"resnet18_{config.quant_type}-{epoch}.ckpt"
-                                                              for epoch in (1, 2)]
+    kept = sorted(name for name in os.listdir(os.path.dirname(checkpoint)) if name != LOCK_NAME)
+    assert kept == [f"resnet18_{config.quant_type}-{epoch}.ckpt" for epoch in (1, 2)]
 
 
 def check_export_matches_converted_network(args, mindir_path):
@@ -118,3 +119,48 @@ def test_eval_fails_when_the_converted_network_disagrees(tmp_path, monkeypatch):
     monkeypatch.setattr(evaluation, "evaluate", lambda *_: next(figures))
     with pytest.raises(SystemExit, match="converted network does not reproduce"):
         evaluation.main(args)
+
+
+def exit_message(main, args):
+    with pytest.raises(SystemExit) as raised:
+        main(args)
+    message = str(raised.value.code)
+    assert "\n" not in message and message.startswith("error: ")
+    return message
+
+
+def test_checkpoint_record_is_compared_before_loading(tmp_path):
+    args = tiny_args(tmp_path, quant_type="W1A8", epoch_size=1, warmup_epochs=0)
+    checkpoint = train.main(args)["checkpoint"]
+    record = ms.load_checkpoint(checkpoint)
+    assert (record["quant_type"], record["dataset"]) == ("W1A8", "digits")
+    assert (int(record["width"].asnumpy()), int(record["class_num"].asnumpy())) == (4, 10)
+    as_w1 = tiny_args(tmp_path, quant_type="W1", checkpoint_file_path=checkpoint)
+    for main in (evaluation.main, export.main):
+        assert "was trained with quant_type W1A8, this run has quant_type W1" in exit_message(main, as_w1)
+    wider = tiny_args(tmp_path / "resumed", quant_type="W1A8", width=8, epoch_size=2, pre_trained=checkpoint)
+    assert f"checkpoint '{checkpoint}' was trained with width 4, this run has width 8" in \
+        exit_message(train.main, wider)
+
+
+def test_checkpoint_without_a_record_that_does_not_fit_is_a_one_line_error(tmp_path):
+    checkpoint = train.main(tiny_args(tmp_path, quant_type="W2", epoch_size=1, warmup_epochs=0))["checkpoint"]
+    unrecorded = str(tmp_path / "unrecorded.ckpt")
+    ms.save_checkpoint([{"name": name, "data": value} for name, value in ms.load_checkpoint(checkpoint).items()
+                        if not isinstance(value, str) and name not in ("width", "class_num")], unrecorded)
+    message = exit_message(evaluation.main, tiny_args(tmp_path, quant_type="W2", width=8,
+                                                      checkpoint_file_path=unrecorded))
+    assert "of shape" in message and "another quant_type, width or class_num" in message
+    message = exit_message(evaluation.main, tiny_args(tmp_path, quant_type="W2A8", checkpoint_file_path=unrecorded))
+    assert "lacks" in message and "parameters of this network" in message
+
+
+def test_unreadable_checkpoints_are_named_as_such(tmp_path):
+    good = tmp_path / "good.ckpt"
+    ms.save_checkpoint(ms.nn.Dense(2, 2), str(good))
+    for name, content in (("empty", b""), ("cut", good.read_bytes()[:60]),
+                          ("noise", np.random.default_rng(0).bytes(4096))):
+        path = tmp_path / f"{name}.ckpt"
+        path.write_bytes(content)
+        message = exit_message(evaluation.main, tiny_args(tmp_path, checkpoint_file_path=str(path)))
+        assert f"checkpoint '{path}' is not a readable MindSpore checkpoint" in message

@@ -1,5 +1,6 @@
-"""Resume, interruption and divergence: the run-control promises of train.py."""
+"""Resume, interruption, divergence, the output folder and progress: the run-control promises of train.py."""
 import os
+from types import SimpleNamespace
 
 import mindspore as ms
 import numpy as np
@@ -11,11 +12,13 @@ from slb_recipe import callbacks
 from slb_recipe import common as recipe
 from slb_recipe import train
 from slb_recipe.common import epoch_reached
+from slb_recipe.output_folder import claimed_folder
 
 # Both differ between a straight and a resumed run by design: the resumed optimizer holds only the
 # remaining slice of the learning-rate array and counts its steps from zero.
 SCHEDULE_STATE = ("learning_rate", "global_step")
-RESUME_SETTINGS = {"quant_type": "W1", "epoch_size": 4, "t_start_time": 0.25, "t_end_time": 0.75}
+# Shuffled: each epoch's data order must follow from (seed, epoch), not from the process's history.
+RESUME_SETTINGS = {"quant_type": "W1", "epoch_size": 4, "t_start_time": 0.25, "t_end_time": 0.75, "shuffle": True}
 
 
 def interrupt_after_checkpoint(monkeypatch, epoch):
@@ -74,6 +77,7 @@ def test_interrupted_save_leaves_the_previous_checkpoint_loadable(tmp_path, monk
         train.main(args)
     folder = os.path.join(tmp_path, "checkpoint")
     assert [epoch for epoch, _ in recipe.saved_checkpoints(folder, "W32")] == [1]
+    assert not [name for name in os.listdir(folder) if ".partial." in name]
     assert epoch_reached(ms.load_checkpoint(os.path.join(folder, "resnet18_W32-1.ckpt"))) == 1
 
 
@@ -92,3 +96,58 @@ def test_resume_from_a_finished_run_is_refused(tmp_path):
     checkpoint = train.main(args)["checkpoint"]
     with pytest.raises(SystemExit, match="already reached epoch 1 of epoch_size 1"):
         train.main(args + ["--pre_trained", checkpoint])
+
+
+def test_output_path_that_is_a_file_is_refused_before_training(tmp_path, capsys):
+    output = tmp_path / "taken"
+    output.write_text("not a folder")
+    with pytest.raises(SystemExit) as raised:
+        train.main(tiny_args(output, quant_type="W32"))
+    message = str(raised.value.code)
+    assert "\n" not in message and str(output) in message and "is not a writable folder" in message
+    assert "epoch" not in capsys.readouterr().out
+
+
+def test_a_second_run_on_the_same_output_is_refused_until_the_first_ends(tmp_path):
+    folder = str(tmp_path / "checkpoint")
+    with claimed_folder(folder):
+        with pytest.raises(SystemExit, match="is in use by another training run"):
+            train.main(tiny_args(tmp_path, quant_type="W32"))
+    with claimed_folder(folder):
+        pass
+
+
+def test_stale_partial_checkpoints_are_removed_when_a_run_claims_the_folder(tmp_path):
+    stale = tmp_path / "resnet18_W1-3.partial.ckpt"
+    stale.write_bytes(b"cut short")
+    kept = tmp_path / "resnet18_W1-2.ckpt"
+    kept.write_bytes(b"complete")
+    with claimed_folder(str(tmp_path)):
+        assert not stale.exists() and kept.exists()
+
+
+def report_steps(report, losses, clock):
+    """Drive an EpochReport through one epoch's steps without training; returns the progress lines."""
+    args = SimpleNamespace(cur_epoch_num=1, cur_step_num=0, net_outputs=None)
+    context = SimpleNamespace(original_args=lambda: args)
+    report.on_train_epoch_begin(context)
+    for loss in losses:
+        clock["now"] += 10.0
+        args.cur_step_num += 1
+        args.net_outputs = ms.Tensor(np.float32(loss))
+        report.on_train_step_end(context)
+
+
+def test_progress_lines_within_an_epoch(capsys):
+    clock = {"now": 0.0}
+    report = callbacks.EpochReport(None, np.zeros(6, np.float32), 6, has_trained_epoch=2, epoch_size=5,
+                                   batch_size=8, progress_interval_s=25.0, clock=lambda: clock["now"])
+    report_steps(report, [4.0, 2.0, 3.0, 1.0, 5.0, 6.0], clock)
+    # A step every 10 s: a line at 30 s; the one due at 60 s is the last step's, left to the epoch summary.
+    assert capsys.readouterr().out.splitlines() == [
+        "epoch 3/5 step 3/6: mean loss 3.000000, 0.8 images/s, about 30 s left in the epoch",
+    ]
+    silent = callbacks.EpochReport(None, np.zeros(6, np.float32), 6, 0, 5, batch_size=8, progress_interval_s=0.0,
+                                   clock=lambda: clock["now"])
+    report_steps(silent, [1.0] * 5, clock)
+    assert capsys.readouterr().out == ""
