@@ -1,5 +1,6 @@
 """The fused native SLB weight kernel against a NumPy reference of the formula, and its fallbacks."""
 
+import ctypes
 import logging
 import os
 
@@ -136,3 +137,34 @@ def test_float16_tensors_are_computed_in_float32(mode, num_candidates):
         ref_weight, ref_dlogits = reference(logits.astype(np.float64), 2.0, hard, dout.astype(np.float64))
         np.testing.assert_allclose(weight.asnumpy(), ref_weight, rtol=0, atol=1e-3)
         np.testing.assert_allclose(dlogits.asnumpy(), ref_dlogits, rtol=0, atol=2e-3 * np.abs(ref_dlogits).max() + 1e-6)
+
+
+def kernel_library():
+    return ctypes.CDLL(native._library())  # pylint: disable=protected-access
+
+
+def test_small_layers_run_on_one_thread_large_ones_on_every_cpu():
+    threads_for = kernel_library().SlbThreadsFor
+    threads_for.restype = ctypes.c_int64
+    threads_for.argtypes = [ctypes.c_int64, ctypes.c_int64]
+    limit = native.PARALLEL_MIN_LOGITS
+    cpus = len(os.sched_getaffinity(0))
+    assert threads_for(2, limit // 2 - 1) == 1
+    assert threads_for(16, limit // 16 - 1) == 1
+    assert threads_for(2, limit // 2) == min(cpus, -(-(limit // 2) // 512))
+    assert threads_for(16, 10 ** 6) == cpus
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("num_candidates, weights", [(2, 3 * native.PARALLEL_MIN_LOGITS // 4 + 7),
+                                                     (16, native.PARALLEL_MIN_LOGITS // 8 + 513)])
+def test_layers_split_across_threads_match_reference(mode, num_candidates, weights):
+    """Sizes above the threshold, not multiples of the kernel's block: every range boundary counts."""
+    mindspore.set_context(mode=mode)
+    net = WeightNet(soft_weight_op(num_candidates))
+    grad_net = ops.GradOperation(sens_param=True)(net)
+    rng = np.random.default_rng(weights)
+    logits = rng.standard_normal((num_candidates, weights)).astype(np.float32)
+    dout = rng.standard_normal(weights).astype(np.float32)
+    for hard in (False, True):
+        check(net, grad_net, logits, 3.0, hard, dout)

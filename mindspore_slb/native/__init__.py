@@ -30,7 +30,12 @@ _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "soft_weight.
 # No -ffast-math: the kernel's exp is written to vectorise without it, and GCC 12 links a
 # -ffast-math shared library with crtfastmath.o, which switches the whole process to
 # flush-to-zero when the library is loaded.
-_FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+# Calls on fewer logits (K x weights) run on one thread; larger ones are split across the CPUs
+# this process may use. Starting a thread costs about 40 us here, as long as one thread takes
+# for a forward and backward pass over this many logits.
+PARALLEL_MIN_LOGITS = 1 << 16
+_FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-pthread", "-shared", "-fPIC", "-std=c++17",
+          f"-DSLB_PARALLEL_MIN_LOGITS={PARALLEL_MIN_LOGITS}")
 
 _lock = threading.Lock()
 _libraries = {}  # (cache dir, compiler) -> path of the built library, or None after a failure

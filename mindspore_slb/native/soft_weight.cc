@@ -10,7 +10,7 @@
 //
 // Work is done in blocks of kBlock weights: the K rows of a block stay in L1/L2,
 // so the max pass and the exp pass read main memory once. The inner loops run
-// over the weight index and vectorise; OpenMP splits the blocks across cores.
+// over the weight index and vectorise; large layers split their blocks across threads.
 // The backward pass recomputes the softmax instead of reading stored
 // probabilities, so the forward pass keeps nothing but w.
 //
@@ -18,14 +18,23 @@
 // kernels compute in float32, so float16 inputs are widened into a float32 copy
 // and float16 outputs narrowed from one.
 
+#include <sched.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 namespace {
 
 constexpr int64_t kBlock = 512;
+
+// Logits (K * N) below which one thread does the call: starting threads costs more than it
+// saves on the small layers of narrow networks. Set by the Python side (PARALLEL_MIN_LOGITS).
+constexpr int64_t kParallelMinLogits = SLB_PARALLEL_MIN_LOGITS;
 
 // Computed in double as NumPy's linspace does, then rounded: the hard weights are
 // then bit-identical to np.linspace(-1, 1, K).astype(np.float32).
@@ -95,52 +104,88 @@ struct SoftmaxBlock {
   }
 };
 
+// The CPUs this process may run on: the threads a large call is split across.
+int64_t available_cpus() {
+  static const int64_t count = [] {
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 ? std::max(1, CPU_COUNT(&set)) : 1;
+  }();
+  return count;
+}
+
+// Calls body(begin, end) on disjoint ranges of whole blocks that cover weights [0, N): on the
+// calling thread alone for a small layer, else split across up to available_cpus() threads.
+// Threads are started per call rather than taken from OpenMP: libgomp's idle workers spin
+// between parallel regions (its wait policy is read once, when MindSpore loads it), and on a
+// small machine that spinning took the cores from MindSpore's own threads and the data
+// pipeline. A thread that has finished costs nothing until the next call.
+int64_t threads_for(int64_t K, int64_t N) {
+  const int64_t blocks = (N + kBlock - 1) / kBlock;
+  return K * N >= kParallelMinLogits ? std::max<int64_t>(1, std::min(available_cpus(), blocks)) : 1;
+}
+
+template <typename Body>
+void for_weight_ranges(int64_t K, int64_t N, const Body &body) {
+  const int64_t blocks = (N + kBlock - 1) / kBlock;
+  const int64_t threads = threads_for(K, N);
+  const int64_t per_thread = (blocks + threads - 1) / threads * kBlock;
+  std::vector<std::thread> helpers;
+  for (int64_t begin = per_thread; begin < N; begin += per_thread) {
+    const int64_t end = std::min(N, begin + per_thread);
+    try {
+      helpers.emplace_back([&body, begin, end] { body(begin, end); });
+    } catch (const std::system_error &) {  // no thread to be had: do that range here
+      body(begin, end);
+    }
+  }
+  body(0, std::min(N, per_thread));
+  for (std::thread &helper : helpers) helper.join();
+}
+
 void soft_forward(const float *a, int64_t K, int64_t N, float T, float *w) {
   if (K == 2) {
     // w = tanh(T d / 2) with d = a1 - a0, from e = exp(-T |d|) so nothing overflows.
     const float T2 = T * kLog2e;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; ++i) {
-      const float d = a[N + i] - a[i];
-      const float e = exp2_nonpositive(-T2 * std::fabs(d));
-      const float t = (1.0f - e) / (1.0f + e);
-      w[i] = d < 0.0f ? -t : t;
-    }
+    for_weight_ranges(K, N, [=](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const float d = a[N + i] - a[i];
+        const float e = exp2_nonpositive(-T2 * std::fabs(d));
+        const float t = (1.0f - e) / (1.0f + e);
+        w[i] = d < 0.0f ? -t : t;
+      }
+    });
     return;
   }
-#pragma omp parallel
-  {
+  for_weight_ranges(K, N, [=](int64_t begin, int64_t end) {
     SoftmaxBlock blk;
-#pragma omp for schedule(static)
-    for (int64_t b0 = 0; b0 < N; b0 += kBlock) {
-      const int64_t len = N - b0 < kBlock ? N - b0 : kBlock;
+    for (int64_t b0 = begin; b0 < end; b0 += kBlock) {
+      const int64_t len = std::min(kBlock, end - b0);
       blk.compute(a, K, N, b0, len, T, nullptr);
       for (int64_t i = 0; i < len; ++i) w[b0 + i] = blk.weighted[i] / blk.sum[i];
     }
-  }
+  });
 }
 
 void soft_backward(const float *a, int64_t K, int64_t N, float T, const float *g, float *da) {
   if (K == 2) {
     // dw/da1 = T p0 p1 (v1 - v0) = 2 T e / (1 + e)^2 with e = exp(-T |a1 - a0|); da0 = -da1.
     const float T2 = T * kLog2e;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; ++i) {
-      const float e = exp2_nonpositive(-T2 * std::fabs(a[N + i] - a[i]));
-      const float q = 1.0f + e;
-      const float d1 = 2.0f * T * g[i] * e / (q * q);
-      da[i] = -d1;
-      da[N + i] = d1;
-    }
+    for_weight_ranges(K, N, [=](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const float e = exp2_nonpositive(-T2 * std::fabs(a[N + i] - a[i]));
+        const float q = 1.0f + e;
+        const float d1 = 2.0f * T * g[i] * e / (q * q);
+        da[i] = -d1;
+        da[N + i] = d1;
+      }
+    });
     return;
   }
-#pragma omp parallel
-  {
+  for_weight_ranges(K, N, [=](int64_t begin, int64_t end) {
     SoftmaxBlock blk;
     float scale[kBlock];
-#pragma omp for schedule(static)
-    for (int64_t b0 = 0; b0 < N; b0 += kBlock) {
-      const int64_t len = N - b0 < kBlock ? N - b0 : kBlock;
+    for (int64_t b0 = begin; b0 < end; b0 += kBlock) {
+      const int64_t len = std::min(kBlock, end - b0);
       blk.compute(a, K, N, b0, len, T, da);  // da holds exp(T (a - max)) for now
       for (int64_t i = 0; i < len; ++i) {
         blk.weighted[i] /= blk.sum[i];  // now w
@@ -152,16 +197,14 @@ void soft_backward(const float *a, int64_t K, int64_t N, float T, const float *g
         for (int64_t i = 0; i < len; ++i) row[i] *= scale[i] * (v - blk.weighted[i]);
       }
     }
-  }
+  });
 }
 
 void hard_forward(const float *a, int64_t K, int64_t N, float *w) {
-#pragma omp parallel
-  {
+  for_weight_ranges(K, N, [=](int64_t begin, int64_t end) {
     float best[kBlock];
-#pragma omp for schedule(static)
-    for (int64_t b0 = 0; b0 < N; b0 += kBlock) {
-      const int64_t len = N - b0 < kBlock ? N - b0 : kBlock;
+    for (int64_t b0 = begin; b0 < end; b0 += kBlock) {
+      const int64_t len = std::min(kBlock, end - b0);
       for (int64_t i = 0; i < len; ++i) {
         best[i] = a[b0 + i];
         w[b0 + i] = candidate_value(0, K);
@@ -177,7 +220,7 @@ void hard_forward(const float *a, int64_t K, int64_t N, float *w) {
         }
       }
     }
-  }
+  });
 }
 
 bool is_float16(const char *dtype) { return std::strcmp(dtype, "float16") == 0; }
@@ -274,3 +317,6 @@ extern "C" int SlbSoftWeightBackward(int nparam, void **params, int *ndims, int6
   da.narrow_into_tensor();
   return 0;
 }
+
+// The number of threads a call on logits [K, N] uses (for tests and diagnostics).
+extern "C" int64_t SlbThreadsFor(int64_t K, int64_t N) { return threads_for(K, N); }
