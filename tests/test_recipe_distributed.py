@@ -3,10 +3,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 
 import mindspore as ms
 import numpy as np
-import pytest
 
 from recipe_data import REPO_ROOT, SCRIPTS_DIR, tiny_args
 
@@ -17,13 +17,21 @@ def free_port():
         return probe.getsockname()[1]
 
 
-@pytest.mark.skipif(shutil.which("msrun") is None, reason="msrun (ships with mindspore) is not on PATH")
+def msrun_path():
+    """msrun ships with mindspore: beside this interpreter, also when its environment is not activated."""
+    found = shutil.which("msrun", path=os.path.dirname(sys.executable)) or shutil.which("msrun")
+    assert found, "msrun, which ships with mindspore, is neither beside the interpreter nor on PATH"
+    return found
+
+
 def test_two_workers_share_gradients_and_end_identical(tmp_path):
     args = tiny_args(tmp_path, quant_type="W1", run_distribute=True, mode_name="PYNATIVE", train_num_samples=16)
-    command = ["msrun", "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
+    command = [msrun_path(), "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
                f"--master_port={free_port()}", f"--log_dir={tmp_path / 'logs'}", "--join=True",
                os.path.join(SCRIPTS_DIR, "train.py")] + args
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
+    # msrun starts its workers with the `python` on PATH: this interpreter's, as in an activated environment.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])),
+               PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     finished = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
                               check=False)
     logs = {rank: (tmp_path / "logs" / f"worker_{rank}.log").read_text() for rank in range(2)}
