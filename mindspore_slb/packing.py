@@ -163,9 +163,9 @@ def size_rows(network, packed=True):
     skipped = _layer_parameter_ids(network)
     for name, param in network.parameters_and_names():
         if id(param) not in skipped:
-            nbytes = param.asnumpy().nbytes
-            rows.append({"name": name, "shape": tuple(param.shape), "bits": 8 * param.asnumpy().itemsize,
-                         "params": int(np.prod(param.shape)), "float_bytes": nbytes, "stored_bytes": nbytes})
+            array = param.asnumpy()
+            rows.append({"name": name, "shape": array.shape, "bits": 8 * array.itemsize, "params": array.size,
+                         "float_bytes": array.nbytes, "stored_bytes": array.nbytes})
     return rows
 
 
