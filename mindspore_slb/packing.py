@@ -34,12 +34,14 @@ _PREFIX = struct.Struct("<IQ")  # version, header length
 _DIGEST_BYTES = hashlib.sha256().digest_size
 SUPPORTED_BITS = (1, 2, 4)
 
-QuantizedWeight = collections.namedtuple("QuantizedWeight", "path bits codes values scale input_quantizer")
+QuantizedWeight = collections.namedtuple("QuantizedWeight",
+                                         "path bits codes values scale input_quantizer replaced_parameters")
 QuantizedWeight.__doc__ = """One quantized layer's hard weight ``scale[:, None, ...] * values[codes]``.
 
 path (str): the layer's path in the network; bits (int); codes (ndarray of int, the weight's shape);
 values (tuple of K floats); scale (float32 ndarray [out_channels] or None); input_quantizer
-(SlbActQuantizer or None).
+(SlbActQuantizer or None); replaced_parameters (tuple of the layer's Parameters that codes, values
+and scale stand for, or that only training needs: logits, temperature, scale).
 """
 
 
@@ -99,24 +101,18 @@ def quantized_weights(network):
             continue
         quantizer = cell.weight_quantizer()
         scale = getattr(cell, "weight_scale", None)
+        replaced = (cell.weight_logits, *quantizer.get_parameters()) + (() if scale is None else (scale,))
         found.append(QuantizedWeight(
             path=path, bits=quantizer.num_bits, codes=cell.weight_logits.asnumpy().argmax(axis=0),
             values=tuple(quantizer.values), scale=None if scale is None else scale.asnumpy().astype(np.float32),
-            input_quantizer=cell.input_quantizer))
+            input_quantizer=cell.input_quantizer, replaced_parameters=replaced))
     return found
 
 
-def _layer_parameter_ids(network):
-    """ids of the parameters that only training needs or that packing replaces (logits, temperature, scale)."""
-    ids = set()
-    for _, cell in network.cells_and_names():
-        if isinstance(cell, Conv2dSlbQuant):
-            ids.add(id(cell.weight_logits))
-            ids.update(id(param) for param in cell.weight_quantizer().get_parameters())
-            scale = getattr(cell, "weight_scale", None)
-            if scale is not None:
-                ids.add(id(scale))
-    return ids
+def _kept_parameters(network, layers):
+    """(name, Parameter) of every parameter stored as it is: all but the layers' replaced ones."""
+    replaced = {id(param) for layer in layers for param in layer.replaced_parameters}
+    return [(name, param) for name, param in network.parameters_and_names() if id(param) not in replaced]
 
 
 def require_quantized_weights(network, name="network"):
@@ -131,18 +127,22 @@ def require_quantized_weights(network, name="network"):
     return layers
 
 
+def _layer_tensors(layer):
+    """name -> ndarray of what stands for one quantized layer's weight: packed codes, values, scale."""
+    tensors = {f"{layer.path}.weight_codes": pack_codes(layer.codes, layer.bits),
+               f"{layer.path}.weight_values": np.asarray(layer.values, np.float32)}
+    if layer.scale is not None:
+        tensors[f"{layer.path}.weight_scale"] = layer.scale
+    return tensors
+
+
 def _stored_tensors(network, layers):
     """name -> ndarray of everything the file holds, in network order."""
     tensors = {}
     for layer in layers:
-        tensors[f"{layer.path}.weight_codes"] = pack_codes(layer.codes, layer.bits)
-        tensors[f"{layer.path}.weight_values"] = np.asarray(layer.values, np.float32)
-        if layer.scale is not None:
-            tensors[f"{layer.path}.weight_scale"] = layer.scale
-    skipped = _layer_parameter_ids(network)
-    for name, param in network.parameters_and_names():
-        if id(param) not in skipped:
-            tensors[name] = param.asnumpy()
+        tensors.update(_layer_tensors(layer))
+    for name, param in _kept_parameters(network, layers):
+        tensors[name] = param.asnumpy()
     return tensors
 
 
@@ -154,18 +154,13 @@ def size_rows(network, packed=True):
     rows = []
     for layer in layers:
         count = layer.codes.size
-        stored = count * 4
-        if packed:
-            stored = pack_codes(layer.codes, layer.bits).nbytes + 4 * len(layer.values)
-            stored += 0 if layer.scale is None else layer.scale.nbytes
+        stored = sum(array.nbytes for array in _layer_tensors(layer).values()) if packed else count * 4
         rows.append({"name": f"{layer.path}.weight", "shape": tuple(layer.codes.shape), "bits": layer.bits,
                      "params": count, "float_bytes": count * 4, "stored_bytes": stored})
-    skipped = _layer_parameter_ids(network)
-    for name, param in network.parameters_and_names():
-        if id(param) not in skipped:
-            array = param.asnumpy()
-            rows.append({"name": name, "shape": array.shape, "bits": 8 * array.itemsize, "params": array.size,
-                         "float_bytes": array.nbytes, "stored_bytes": array.nbytes})
+    for name, param in _kept_parameters(network, layers):
+        array = param.asnumpy()
+        rows.append({"name": name, "shape": array.shape, "bits": 8 * array.itemsize, "params": array.size,
+                     "float_bytes": array.nbytes, "stored_bytes": array.nbytes})
     return rows
 
 
