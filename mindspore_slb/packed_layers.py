@@ -40,6 +40,9 @@ class UnpackWeight(nn.Cell):
             self.weight_scale = Parameter(Tensor(layer.scale.reshape((-1,) + (1,) * (len(self.shape) - 1))),
                                           name="weight_scale", requires_grad=False)
 
+    # Compiled also in PyNative mode: op by op, the few small ops cost more than the gather itself
+    # (ResNet18 inference 3x slower than the converted network, against 1.1x compiled).
+    @ms.jit
     def construct(self):
         every_byte = ops.arange(256, dtype=ms.int32).reshape((256, 1))
         byte_codes = ops.bitwise_and(ops.bitwise_right_shift(every_byte, self.shifts), self.mask)
