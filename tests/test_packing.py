@@ -9,11 +9,13 @@ import textwrap
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor, nn
+from mindspore import Parameter, Tensor, nn
 
 from mindspore_slb import (PackedFileError, QuantDtype, SlbQuantAwareTraining, load_packed, packed_network,
                            save_packed)
-from mindspore_slb.packing import FORMAT_VERSION, MAGIC, decode_weight, pack_codes, size_rows, unpack_codes
+from mindspore_slb.packed_layers import UnpackWeight
+from mindspore_slb.packing import (FORMAT_VERSION, MAGIC, QuantizedWeight, decode_weight, pack_codes, size_rows,
+                                   unpack_codes)
 from tiny_nets import ConvBnNet, batches
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,6 +56,30 @@ def test_decode_weight_scales_each_output_channel():
     scale = np.array([1.0, 2.0, 0.5], np.float32)
     np.testing.assert_array_equal(decode_weight(codes, (-1.0, 1.0), scale), [[-1, 1], [2, 2], [-0.5, -0.5]])
     assert decode_weight(codes, (-1.0, 1.0), None).dtype == np.float32
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+@pytest.mark.parametrize("shape, with_scale", [((6, 2, 3, 3), True), ((5, 7), True), ((3, 5), False)],
+                         ids=["conv-scaled", "dense-scaled", "odd"])
+def test_in_graph_unpacking_equals_numpy_decoding(bits, shape, with_scale, rng):
+    codes = rng.integers(0, 2 ** bits, size=shape)
+    values = tuple(float(value) for value in np.linspace(-1, 1, 2 ** bits).astype(np.float32))
+    scale = rng.uniform(0.5, 2.0, shape[0]).astype(np.float32) if with_scale else None
+    layer = QuantizedWeight("layer", bits, codes, values, scale, None, ())
+    np.testing.assert_array_equal(UnpackWeight(layer)().asnumpy(), decode_weight(codes, values, scale))
+
+
+def test_per_channel_scale_is_stored_and_applied(tmp_path):
+    _, network, images = quantized_network(2, False)
+    scale = np.linspace(0.5, 2.0, 8).astype(np.float32)
+    network.stem.weight_scale = Parameter(Tensor(scale), name="stem.weight_scale")
+    hard = network.stem.weight_quantizer().hard_weight(network.stem.weight_logits).asnumpy()
+    assert "stem.weight_scale" not in [row["name"] for row in size_rows(network)]
+    loaded = load_packed(ConvBnNet(), save_packed(network, str(tmp_path / "net.slb")))
+    np.testing.assert_array_equal(loaded.stem.weight.asnumpy(), scale[:, None, None, None] * hard)
+    compressed = packed_network(network)
+    np.testing.assert_array_equal(compressed.stem.unpack().asnumpy(), scale[:, None, None, None] * hard)
+    np.testing.assert_array_equal(compressed(images).asnumpy(), loaded(images).asnumpy())
 
 
 def test_packing_rejects_bad_inputs():
