@@ -11,7 +11,7 @@ from mindspore_slb import load_packed
 from slb_recipe import export
 from slb_recipe import train
 from slb_recipe.common import create_split, load_trained_network, setup_runtime
-from slb_recipe.config import load_config
+from slb_recipe.config import OPTIONS, load_config
 from slb_recipe.resnet import resnet18
 
 
@@ -57,3 +57,7 @@ def test_export_writes_each_format_and_its_size_report(trained_args, file_format
 def test_packed_formats_refuse_the_float_baseline(tmp_path):
     with pytest.raises(SystemExit, match="file_format SLB packs quantized weights; quant_type W32 has none"):
         export.main(tiny_args(tmp_path, quant_type="W32", file_format="SLB"))
+
+
+def test_every_configurable_format_has_a_writer():
+    assert tuple(export.EXPORT_FORMATS) == OPTIONS["file_format"].choices
