@@ -4,8 +4,8 @@ For each execution mode and each configuration (float, then SLB at each bit widt
 process builds ResNet18, times the first training step (graph compile included) and the median
 of the following steps, records its peak resident memory, and times inference of the network
 (converted to plain discrete weights for SLB) against a float twin in the same process; for
-SLB, the same rounds time the network whose weights stay bit-packed and are unpacked in its graph
-(``packed_network``, what export's MINDIR_PACKED holds) against the converted one. The
+SLB, the same rounds time the exported MINDIR whose weights stay bit-packed and are unpacked in its
+graph (export's MINDIR_PACKED) against the converted network's MINDIR. The
 table prints absolute figures and ratios to the float network of the same mode; --json saves
 everything.
 
@@ -19,6 +19,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 # The repository root: the recipe's ResNet18 and, when not installed, mindspore_slb itself.
@@ -88,11 +89,14 @@ def measure(mode, bits, args):
     inference_net = algo.convert(network) if algo else network
     # Inference is compared with a float twin in this process, timed alternately: across
     # processes, this machine's noise is larger than any difference between the two networks.
-    # For SLB the network with bit-packed weights, unpacked in its graph (what file_format
-    # MINDIR_PACKED exports), is timed in the same rounds against the converted network.
+    # For SLB, the same rounds time the MINDIR with bit-packed weights unpacked in its graph (what
+    # export's MINDIR_PACKED writes) against the converted network's MINDIR, both as nn.GraphCell.
     networks = {"inference": inference_net, "float_twin": resnet18(class_num=10, width=args.width)}
     if algo:
-        networks["packed"] = packed_network(network)
+        with tempfile.TemporaryDirectory() as folder:
+            for name, net in (("converted_mindir", inference_net), ("packed_mindir", packed_network(network))):
+                ms.export(net, images, file_name=os.path.join(folder, name), file_format="MINDIR")
+                networks[name] = nn.GraphCell(ms.load(os.path.join(folder, name + ".mindir")))
     for net in networks.values():
         net.set_train(False)
         for _ in range(3):
@@ -108,9 +112,9 @@ def measure(mode, bits, args):
               "infer_speed_vs_float_twin": twin_time / infer_time}
     if algo:
         # Per-round time ratios: their median, and their quartiles as the spread.
-        ratios = [packed / converted for packed, converted in zip(times["packed"], times["inference"])]
-        result["packed_time_vs_converted"] = statistics.median(ratios)
-        result["packed_time_ratio_quartiles"] = statistics.quantiles(ratios, n=4)[::2]
+        ratios = [packed / converted for packed, converted in zip(times["packed_mindir"], times["converted_mindir"])]
+        result["packed_mindir_time_ratio"] = statistics.median(ratios)
+        result["packed_mindir_time_ratio_quartiles"] = statistics.quantiles(ratios, n=4)[::2]
     return result
 
 
@@ -126,7 +130,7 @@ def run_worker(mode, bits, argv):
 def table(results):
     lines = ["| mode | weights | step (s) | step ratio | peak memory (GB) | memory ratio | "
              "first step (s) | first-step ratio | inference (img/s) | inference vs float twin | "
-             "packed-weight inference time vs converted (quartiles) |",
+             "packed MINDIR time vs converted MINDIR (quartiles) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for mode in dict.fromkeys(r["mode"] for r in results):
         rows = [r for r in results if r["mode"] == mode]
@@ -134,8 +138,8 @@ def table(results):
         for r in rows:
             packed = "-"
             if r["bits"]:
-                low, high = r["packed_time_ratio_quartiles"]
-                packed = f"{r['packed_time_vs_converted']:.2f}x ({low:.2f}-{high:.2f})"
+                low, high = r["packed_mindir_time_ratio_quartiles"]
+                packed = f"{r['packed_mindir_time_ratio']:.2f}x ({low:.2f}-{high:.2f})"
             lines.append(
                 f"| {mode} | {'W' + str(r['bits']) if r['bits'] else 'float'} "
                 f"| {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f}x "
