@@ -15,6 +15,7 @@ the deployable network (BatchNorm, float layers, biases, activation-quantizer ra
 is, under its name.
 """
 import collections
+import copy
 import hashlib
 import json
 import os
@@ -286,21 +287,22 @@ def _input_quantizer(layer, tensors, file_name):
 
 
 def load_packed(network, file_name):
-    """Load a packed file into a network built by the user's own (float) model code.
+    """Load a packed file into a copy of a network built by the user's own (float) model code.
 
-    Each stored layer's weight becomes its decoded discrete weight (behind its frozen input quantizer
-    when activation quantization was on), every other parameter takes its stored value, and the
-    network is put in evaluation mode: its outputs equal those of the converted quantized network.
-    Everything is checked before ``network`` changes: a file that does not match it is a ValueError
-    naming the first mismatching layer or parameter and both shapes; an unreadable file (truncated,
-    corrupted, other format version) is a ``PackedFileError``.
+    In the copy, each stored layer's weight becomes its decoded discrete weight (behind its frozen
+    input quantizer when activation quantization was on) and every other parameter takes its stored
+    value; the copy is in evaluation mode and its outputs equal those of the converted quantized
+    network. ``network`` itself is left as it was (a copy also has no stale compiled graph, should
+    ``network`` have run before). A file that does not match ``network`` is a ValueError naming the
+    first mismatching layer or parameter and both shapes; an unreadable file (truncated, corrupted,
+    other format version) is a ``PackedFileError``.
 
     Args:
         network (Cell): the float architecture the quantized network was made from.
         file_name (str): a file written by ``save_packed``.
 
     Returns:
-        Cell: ``network``, now deployable.
+        Cell: the deployable copy.
     """
     if not isinstance(network, nn.Cell):
         raise TypeError(f"'network' must be a mindspore.nn.Cell, but got {type(network).__name__}.")
@@ -310,6 +312,7 @@ def load_packed(network, file_name):
     weights = {layer["path"]: _decoded(layer, tensors, file_name) for layer in layers}
     quantizers = {layer["path"]: _input_quantizer(layer, tensors, file_name)
                   for layer in layers if layer["input_quantizer_bits"] is not None}
+    network = copy.deepcopy(network)
     cells = dict(network.cells_and_names())
     for path, weight in weights.items():
         cells[path].weight.set_data(Tensor(weight))

@@ -98,8 +98,12 @@ def test_round_trip_equals_converted_network(mode, bits, act_quant, tmp_path):
     expected = algo.convert(network)(images).asnumpy()
 
     path = save_packed(network, str(tmp_path / "net.slb"))
-    loaded = load_packed(ConvBnNet(), path)
+    user_network = ConvBnNet()
+    user_network.set_train(False)
+    before = user_network(images).asnumpy()   # compiled before loading: the loaded copy must not reuse it
+    loaded = load_packed(user_network, path)
     np.testing.assert_array_equal(loaded(images).asnumpy(), expected)
+    np.testing.assert_array_equal(user_network(images).asnumpy(), before)
     assert not any("logits" in name or "temperature" in name for name, _ in loaded.parameters_and_names())
 
     compressed = packed_network(network)
