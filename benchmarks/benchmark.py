@@ -3,7 +3,9 @@
 For each execution mode and each configuration (float, then SLB at each bit width) a fresh
 process builds ResNet18, times the first training step (graph compile included) and the median
 of the following steps, records its peak resident memory, and times inference of the network
-(converted to plain discrete weights for SLB) against a float twin in the same process. The
+(converted to plain discrete weights for SLB) against a float twin in the same process; for
+SLB, the same rounds time the exported MINDIR whose weights stay bit-packed and are unpacked in its
+graph (export's MINDIR_PACKED) against the converted network's MINDIR. The
 table prints absolute figures and ratios to the float network of the same mode; --json saves
 everything.
 
@@ -17,6 +19,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 # The repository root: the recipe's ResNet18 and, when not installed, mindspore_slb itself.
@@ -59,7 +62,7 @@ def measure(mode, bits, args):
     from mindspore import Tensor, nn
 
     from slb_recipe.resnet import resnet18
-    from mindspore_slb import QuantDtype, SlbQuantAwareTraining
+    from mindspore_slb import QuantDtype, SlbQuantAwareTraining, packed_network
 
     ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
     ms.set_device(args.device_target)
@@ -88,20 +91,33 @@ def measure(mode, bits, args):
     inference_net = algo.convert(network) if algo else network
     # Inference is compared with a float twin in this process, timed alternately: across
     # processes, this machine's noise is larger than any difference between the two networks.
-    float_twin = resnet18(class_num=10, width=args.width)
-    for net in (inference_net, float_twin):
+    # For SLB, the same rounds time the MINDIR with bit-packed weights unpacked in its graph (what
+    # export's MINDIR_PACKED writes) against the converted network's MINDIR, both as nn.GraphCell.
+    networks = {"inference": inference_net, "float_twin": resnet18(class_num=10, width=args.width)}
+    if algo:
+        with tempfile.TemporaryDirectory() as folder:
+            for name, net in (("converted_mindir", inference_net), ("packed_mindir", packed_network(network))):
+                ms.export(net, images, file_name=os.path.join(folder, name), file_format="MINDIR")
+                networks[name] = nn.GraphCell(ms.load(os.path.join(folder, name + ".mindir")))
+    for net in networks.values():
         net.set_train(False)
         for _ in range(3):
             net(images).asnumpy()
-    infer_times, twin_times = [], []
+    times = {name: [] for name in networks}
     for _ in range(max(30, args.steps)):
-        infer_times.append(median_seconds(lambda: inference_net(images).asnumpy(), 1))
-        twin_times.append(median_seconds(lambda: float_twin(images).asnumpy(), 1))
-    infer_time, twin_time = statistics.median(infer_times), statistics.median(twin_times)
-    return {"mode": mode, "bits": bits, "first_step_s": first_step, "step_s": step_time,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
-            "infer_images_per_s": args.batch_size / infer_time,
-            "infer_speed_vs_float_twin": twin_time / infer_time}
+        for name, net in networks.items():
+            times[name].append(median_seconds(lambda net=net: net(images).asnumpy(), 1))
+    infer_time, twin_time = statistics.median(times["inference"]), statistics.median(times["float_twin"])
+    result = {"mode": mode, "bits": bits, "first_step_s": first_step, "step_s": step_time,
+              "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+              "infer_images_per_s": args.batch_size / infer_time,
+              "infer_speed_vs_float_twin": twin_time / infer_time}
+    if algo:
+        # Per-round time ratios: their median, and their quartiles as the spread.
+        ratios = [packed / converted for packed, converted in zip(times["packed_mindir"], times["converted_mindir"])]
+        result["packed_mindir_time_ratio"] = statistics.median(ratios)
+        result["packed_mindir_time_ratio_quartiles"] = statistics.quantiles(ratios, n=4)[::2]
+    return result
 
 
 def run_worker(mode, bits, argv):
@@ -115,18 +131,23 @@ def run_worker(mode, bits, argv):
 
 def table(results):
     lines = ["| mode | weights | step (s) | step ratio | peak memory (GB) | memory ratio | "
-             "first step (s) | first-step ratio | inference (img/s) | inference vs float twin |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "first step (s) | first-step ratio | inference (img/s) | inference vs float twin | "
+             "packed MINDIR time vs converted MINDIR (quartiles) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for mode in dict.fromkeys(r["mode"] for r in results):
         rows = [r for r in results if r["mode"] == mode]
         base = next(r for r in rows if r["bits"] == 0)
         for r in rows:
+            packed = "-"
+            if r["bits"]:
+                low, high = r["packed_mindir_time_ratio_quartiles"]
+                packed = f"{r['packed_mindir_time_ratio']:.2f}x ({low:.2f}-{high:.2f})"
             lines.append(
                 f"| {mode} | {'W' + str(r['bits']) if r['bits'] else 'float'} "
                 f"| {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f}x "
                 f"| {r['peak_rss_gb']:.2f} | {r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x "
                 f"| {r['first_step_s']:.1f} | {r['first_step_s'] / base['first_step_s']:.2f}x "
-                f"| {r['infer_images_per_s']:.0f} | {r['infer_speed_vs_float_twin']:.2f}x |")
+                f"| {r['infer_images_per_s']:.0f} | {r['infer_speed_vs_float_twin']:.2f}x | {packed} |")
     return "\n".join(lines)
 
 

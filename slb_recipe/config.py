@@ -103,7 +103,9 @@ OPTIONS = {
     "has_trained_epoch": Option(int, 0, "epochs already trained, for a checkpoint that records none", minimum=0),
     "checkpoint_file_path": Option(str, "", "checkpoint for eval.py/export.py (empty: the run's latest)"),
     "file_name": Option(str, "resnet18_slb", "exported file name, without extension"),
-    "file_format": Option(str, "MINDIR", "export format", ("MINDIR",)),
+    "file_format": Option(str, "MINDIR", "export format: MINDIR (discrete weights as float32), MINDIR_PACKED "
+                                         "(bit-packed weights unpacked in the graph), SLB (mindspore_slb's "
+                                         "packed file)", ("MINDIR", "MINDIR_PACKED", "SLB")),
 }
 
 _TRUE_WORDS = ("true", "yes", "1")

@@ -1,29 +1,98 @@
-"""Convert a trained checkpoint to the deployable network and export it as MINDIR.
+"""Export a trained checkpoint for deployment, with a size report.
 
     python scripts/export.py --config_path configs/resnet18_cifar10_config.yaml [--checkpoint_file_path CKPT]
+        [--file_format MINDIR | MINDIR_PACKED | SLB]
+
+MINDIR: the converted network (discrete weights stored as float32). MINDIR_PACKED: a MINDIR whose
+quantized weights are bit-packed uint8 codes unpacked inside the graph. SLB: mindspore_slb's packed
+file (``mindspore_slb.load_packed`` loads it into the float ResNet18). Beside the file,
+``<file>.size.md`` lists what each layer costs, and the file's size against the float checkpoint.
 """
 import os
+import tempfile
+from collections import namedtuple
 
 import numpy as np
 import mindspore as ms
 
-from slb_recipe.common import load_trained_network, script_main, setup_runtime
+from mindspore_slb import packed_network, save_packed
+from mindspore_slb.packing import size_rows
+from slb_recipe.common import RecipeError, load_trained_network, script_main, setup_runtime
+from slb_recipe.resnet import resnet18
 
-FILE_EXTENSIONS = {"MINDIR": ".mindir"}
+ExportFormat = namedtuple("ExportFormat", "extension packed write")
+
+
+def _write_mindir(net, algo, sample, base):
+    ms.export(net if algo is None else algo.convert(net), sample, file_name=base, file_format="MINDIR")
+
+
+def _write_packed_mindir(net, _algo, sample, base):
+    ms.export(packed_network(net), sample, file_name=base, file_format="MINDIR")
+
+
+def _write_packed_file(net, _algo, _sample, base):
+    save_packed(net, base + ".slb")
+
+
+# Each format: its file extension, whether quantized weights are stored packed, and how it is written
+# from the trained network (net, algo or None for W32, sample input, path without extension).
+EXPORT_FORMATS = {
+    "MINDIR": ExportFormat(".mindir", False, _write_mindir),
+    "MINDIR_PACKED": ExportFormat(".mindir", True, _write_packed_mindir),
+    "SLB": ExportFormat(".slb", True, _write_packed_file),
+}
+
+
+def float_checkpoint_bytes(config):
+    """Size of the checkpoint of the same ResNet18 with float weights."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "float.ckpt")
+        ms.save_checkpoint(resnet18(config.class_num, config.width, config.conv_init, config.dense_init), path)
+        return os.path.getsize(path)
+
+
+def size_report(net, export_format, path, config):
+    """Markdown: bytes of every stored parameter, totals, and the file against the float checkpoint."""
+    rows = size_rows(net, packed=export_format.packed)
+    lines = [f"# Size of {os.path.basename(path)}", "",
+             f"{config.quant_type} ResNet18 (width {config.width}, {config.class_num} classes), "
+             f"file_format {config.file_format}.", "",
+             "| layer | shape | bits | parameters | float bytes | stored bytes |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['name']} | {'x'.join(map(str, row['shape']))} | {row['bits']} | {row['params']} "
+                     f"| {row['float_bytes']} | {row['stored_bytes']} |")
+    totals = {key: sum(row[key] for row in rows) for key in ("params", "float_bytes", "stored_bytes")}
+    lines.append(f"| total | | | {totals['params']} | {totals['float_bytes']} | {totals['stored_bytes']} |")
+    file_bytes, float_bytes = os.path.getsize(path), float_checkpoint_bytes(config)
+    lines += ["", f"- stored parameters: {totals['stored_bytes']} bytes, "
+                  f"1/{totals['float_bytes'] / totals['stored_bytes']:.2f} of their float32 size",
+              f"- file: {file_bytes} bytes ({file_bytes / 2 ** 20:.2f} MiB)",
+              f"- float checkpoint of the same network: {float_bytes} bytes ({float_bytes / 2 ** 20:.2f} MiB)",
+              f"- file / float checkpoint: {file_bytes / float_bytes:.4f} (1/{float_bytes / file_bytes:.2f})"]
+    return "\n".join(lines) + "\n"
 
 
 def run(config):
-    """Returns the path of the exported file."""
+    """Returns the path of the exported file; its size report is saved as ``<path>.size.md``."""
+    export_format = EXPORT_FORMATS[config.file_format]
+    if config.quant_type == "W32" and export_format.packed:
+        raise RecipeError(f"file_format {config.file_format} packs quantized weights; quant_type W32 has none "
+                          "(use MINDIR)")
     setup_runtime(config)
     net, algo, checkpoint = load_trained_network(config)
-    deploy_net = net if algo is None else algo.convert(net)
-    deploy_net.set_train(False)
+    net.set_train(False)
     sample = ms.Tensor(np.zeros((1, 3, config.eval_image_size, config.eval_image_size), np.float32))
     os.makedirs(config.output_path, exist_ok=True)
     base = os.path.join(config.output_path, config.file_name)
-    ms.export(deploy_net, sample, file_name=base, file_format=config.file_format)
-    path = base + FILE_EXTENSIONS[config.file_format]
+    export_format.write(net, algo, sample, base)
+    path = base + export_format.extension
     print(f"exported {config.quant_type} network from {checkpoint} to {path}")
+    if algo is not None:
+        report = size_report(net, export_format, path, config)
+        with open(path + ".size.md", "w", encoding="utf-8") as stream:
+            stream.write(report)
+        print(report + f"saved {path}.size.md")
     return path
 
 

@@ -22,6 +22,9 @@ def test_tiny_benchmark_reports_each_configuration(tmp_path):
         assert result["step_s"] > 0 and result["first_step_s"] > 0
         assert result["peak_rss_gb"] > 0 and result["infer_images_per_s"] > 0
         assert result["infer_speed_vs_float_twin"] > 0
+    low, high = results[1]["packed_mindir_time_ratio_quartiles"]
+    assert 0 < low <= results[1]["packed_mindir_time_ratio"] <= high
+    assert rows[1].endswith(f"| {results[1]['packed_mindir_time_ratio']:.2f}x ({low:.2f}-{high:.2f}) |")
 
 
 def test_too_few_steps_is_refused():

@@ -1,0 +1,63 @@
+"""scripts/export.py writes each file format from a tiny recipe checkpoint, with its size report."""
+import os
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from recipe_data import tiny_args
+
+from mindspore_slb import load_packed
+from slb_recipe import export
+from slb_recipe import train
+from slb_recipe.common import create_split, load_trained_network, setup_runtime
+from slb_recipe.config import OPTIONS, load_config
+from slb_recipe.resnet import resnet18
+
+
+@pytest.fixture(scope="module", name="trained_args")
+def fixture_trained_args(tmp_path_factory):
+    args = tiny_args(tmp_path_factory.mktemp("w2a8"), quant_type="W2A8", epoch_size=1, warmup_epochs=0)
+    train.main(args)
+    return args
+
+
+def converted_output(args):
+    """The converted network's output on an evaluation batch, and that batch."""
+    config = load_config(args)
+    setup_runtime(config)
+    net, algo, _ = load_trained_network(config)
+    images = ms.Tensor(next(create_split(config, False).create_tuple_iterator(output_numpy=True))[0])
+    return algo.convert(net)(images).asnumpy(), images, config
+
+
+@pytest.mark.parametrize("file_format", ["MINDIR", "MINDIR_PACKED", "SLB"])
+def test_export_writes_each_format_and_its_size_report(trained_args, file_format, capsys):
+    args = trained_args + ["--file_format", file_format, "--file_name", f"net_{file_format}"]
+    path = export.main(args)
+    expected, images, config = converted_output(args)
+    if file_format == "SLB":
+        assert path.endswith(".slb")
+        loaded = load_packed(resnet18(config.class_num, config.width), path)
+        np.testing.assert_array_equal(loaded(images).asnumpy(), expected)
+    else:
+        assert path.endswith(".mindir")
+        graph = ms.nn.GraphCell(ms.load(path))
+        np.testing.assert_allclose(graph(images[:1]).asnumpy(), expected[:1], atol=1e-5, rtol=0)
+    printed = capsys.readouterr().out
+    with open(path + ".size.md", encoding="utf-8") as stream:
+        report = stream.read()
+    assert report in printed
+    # 588 two-bit codes take 147 bytes, the 4 candidate values 16; MINDIR keeps float32 weights
+    stored = 2352 if file_format == "MINDIR" else 147 + 16
+    assert f"| conv1.weight | 4x3x7x7 | 2 | 588 | 2352 | {stored} |" in report
+    assert f"- file: {os.path.getsize(path)} bytes" in report and "- file / float checkpoint: " in report
+
+
+def test_packed_formats_refuse_the_float_baseline(tmp_path):
+    with pytest.raises(SystemExit, match="file_format SLB packs quantized weights; quant_type W32 has none"):
+        export.main(tiny_args(tmp_path, quant_type="W32", file_format="SLB"))
+
+
+def test_every_configurable_format_has_a_writer():
+    assert tuple(export.EXPORT_FORMATS) == OPTIONS["file_format"].choices
