@@ -93,9 +93,13 @@ class SlbQuantAwareTraining:
             raise ValueError("'network' already contains Conv2dSlbQuant layers: SLB was applied to it before.")
         bits = self._config.weight_bits
         with_act_quant = self._config.enable_act_quant
-        replaced = replace_cells(
-            network, lambda cell: isinstance(cell, nn.Conv2d),
-            lambda conv: Conv2dSlbQuant(conv, bits, SlbActQuantizer() if with_act_quant else None))
+
+        def quantize(cell, path):
+            if not isinstance(cell, nn.Conv2d):
+                return None
+            return Conv2dSlbQuant(cell, bits, SlbActQuantizer() if with_act_quant else None)
+
+        network, replaced = replace_cells(network, quantize)
         if not replaced:
             raise ValueError(f"'network' ({type(network).__name__}) has no nn.Conv2d layer for SLB to quantize.")
         return network
@@ -130,24 +134,45 @@ class SlbQuantAwareTraining:
         return callbacks
 
     def convert(self, net_opt, ckpt_path=""):
-        """A deployable copy of a trained SLB network: plain ``nn.Conv2d`` layers whose weights
-        hold only the chosen candidate values, no logits, in evaluation mode.
+        """Turn a trained SLB network, in place, into a deployable one: plain ``nn.Conv2d`` layers
+        whose weights hold only the chosen candidate values, no logits, in evaluation mode.
+
+        No Cell is copied: ``net_opt``'s quantized layers are replaced inside it, so afterwards
+        ``net_opt`` is the deployable network (evaluate the quantized one before converting).
 
         Args:
             net_opt (Cell): the network returned by ``apply``.
-            ckpt_path (str): a checkpoint to load into ``net_opt`` first; "" for none.
+            ckpt_path (str): a checkpoint to load into ``net_opt`` first; "" for none. It must hold
+                every parameter of the quantized layers.
+
+        Returns:
+            Cell: the deployable network.
         """
         if not isinstance(net_opt, nn.Cell):
             raise TypeError(f"'net_opt' must be a mindspore.nn.Cell, but got {type(net_opt).__name__}.")
         if not isinstance(ckpt_path, str):
             raise TypeError(f"'ckpt_path' must be a str, but got {ckpt_path!r} of type {type(ckpt_path).__name__}.")
-        if ckpt_path:
-            if not os.path.isfile(ckpt_path):
-                raise ValueError(f"'ckpt_path' must be an existing checkpoint file, but got '{ckpt_path}'.")
-            ms.load_param_into_net(net_opt, ms.load_checkpoint(ckpt_path))
-        if not any(isinstance(cell, Conv2dSlbQuant) for _, cell in net_opt.cells_and_names()):
+        quantized = [cell for _, cell in net_opt.cells_and_names() if isinstance(cell, Conv2dSlbQuant)]
+        if not quantized:
             raise ValueError("'net_opt' has no Conv2dSlbQuant layer: pass the network returned by apply().")
+        if ckpt_path:
+            _load_covering(net_opt, quantized, ckpt_path)
         return convert_network(net_opt)
 
     def __repr__(self):
         return f"SlbQuantAwareTraining({self._config})"
+
+
+def _load_covering(network, quantized_layers, ckpt_path):
+    """Load ``ckpt_path`` into ``network``; every parameter of the quantized layers must be in it
+    (MindSpore only logs a warning for a missing one, and converting would then silently deploy
+    the untrained initial logits)."""
+    if not os.path.isfile(ckpt_path):
+        raise ValueError(f"'ckpt_path' must be an existing checkpoint file, but got '{ckpt_path}'.")
+    not_loaded, _ = ms.load_param_into_net(network, ms.load_checkpoint(ckpt_path))
+    needed = {parameter.name for layer in quantized_layers for parameter in layer.get_parameters()}
+    missing = sorted(needed & set(not_loaded))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(f"'ckpt_path' ('{ckpt_path}') lacks {len(missing)} parameter(s) of the quantized "
+                         f"layers: {shown}. Was it saved from this network after apply()?")

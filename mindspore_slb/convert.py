@@ -1,6 +1,8 @@
-"""Conversion of a trained SLB network into a plain deployable one."""
-import copy
+"""Conversion of a trained SLB network into a plain deployable one, in place.
 
+The quantized layers are swapped for plain ones inside the network itself: no Cell of the user's is
+copied (some third-party Cells cannot be deep-copied), and the network returned is the one given.
+"""
 from mindspore import nn
 
 from mindspore_slb.layers import Conv2dSlbQuant
@@ -31,17 +33,20 @@ def deployable_conv(quant_conv):
                      weight_init=quantizer.hard_weight(quant_conv.weight_logits), bias_init=bias)
     if quant_conv.input_quantizer is None:
         return conv
-    input_quantizer = copy.deepcopy(quant_conv.input_quantizer)
-    input_quantizer.set_train(False)
-    return QuantInputConv2d(input_quantizer, conv)
+    # The quantized conv is discarded, so its frozen input quantizer moves over as it is.
+    quant_conv.input_quantizer.set_train(False)
+    return QuantInputConv2d(quant_conv.input_quantizer, conv)
 
 
 def convert_network(network):
-    """A copy of ``network`` with every ``Conv2dSlbQuant`` replaced by its deployable conv, in
-    evaluation mode; ``network`` itself is left as it was."""
-    # The quantized layers are replaced in the copy anyway: sharing them spares copying logits.
-    quantized = {id(cell): cell for _, cell in network.cells_and_names() if isinstance(cell, Conv2dSlbQuant)}
-    deployable = copy.deepcopy(network, memo=quantized)
-    replace_cells(deployable, lambda cell: isinstance(cell, Conv2dSlbQuant), deployable_conv)
-    deployable.set_train(False)
-    return deployable
+    """Replace, in ``network`` itself, every ``Conv2dSlbQuant`` by its deployable conv and set
+    evaluation mode.
+
+    Returns:
+        Cell: the deployable network (``network``, or the deployable conv when ``network`` is a
+        single quantized conv).
+    """
+    network, _ = replace_cells(
+        network, lambda cell, path: deployable_conv(cell) if isinstance(cell, Conv2dSlbQuant) else None)
+    network.set_train(False)
+    return network

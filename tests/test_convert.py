@@ -37,9 +37,8 @@ def test_converted_network_matches_quantized_and_holds_only_candidates(mode, bit
             assert cell.weight.ndim == 4
             assert set(np.unique(cell.weight.asnumpy())) <= set(candidates)
     np.testing.assert_allclose(deployed(images).asnumpy(), expected, atol=1e-5)
-    # the quantized network is left as it was
-    assert isinstance(network.stem, Conv2dSlbQuant)
-    np.testing.assert_array_equal(network(images).asnumpy(), expected)
+    # converted in place: no Cell of the user's is copied
+    assert deployed is network
 
 
 def test_exported_mindir_reproduces_converted_network(tmp_path, mode):
@@ -76,3 +75,11 @@ def test_convert_errors(tmp_path):
         algo.convert(network, ckpt_path=str(tmp_path))
     with pytest.raises(ValueError, match="no Conv2dSlbQuant"):
         algo.convert(ConvBnNet())
+
+
+def test_checkpoint_without_the_quantized_parameters_is_refused(tmp_path):
+    path = str(tmp_path / "float.ckpt")
+    ms.save_checkpoint(ConvBnNet(), path)
+    network = SlbQuantAwareTraining().apply(ConvBnNet())
+    with pytest.raises(ValueError, match=r"'ckpt_path'.*lacks 9 parameter.*weight_logits"):
+        SlbQuantAwareTraining().convert(network, ckpt_path=path)
