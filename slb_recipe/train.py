@@ -14,7 +14,8 @@ from slb_recipe.lr_schedule import get_lr
 from slb_recipe.common import (RecipeError, build_network, checkpoint_dir, create_split, epoch_reached, evaluate,
                     load_into_network, loss_function, read_checkpoint, script_main, setup_runtime)
 
-NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias")
+# A weight scale, like a BatchNorm scale, sets a magnitude: decaying it would shrink the layer.
+NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias", "weight_scale")
 
 
 def parameter_groups(net, weight_decay):

@@ -1,6 +1,7 @@
 """apply / train / convert on every container kind, a shared Cell and a Cell that refuses deepcopy."""
 import copy
 
+import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import nn
@@ -12,6 +13,7 @@ CONV_PATHS = ["features.conv0", "features.block.0", "branches.0", "branches.1.0"
 
 
 def quantized_containers_net():
+    ms.set_seed(0)
     algo = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT2, "epoch_size": 10, "has_trained_epoch": 0})
     return algo, algo.apply(ContainersNet())
 
