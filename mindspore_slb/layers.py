@@ -82,13 +82,15 @@ class Conv2dSlbQuant(SlbQuantLayer):
         conv (nn.Conv2d): the convolution to quantize; its hyper-parameters and bias are taken
             over and its weight initialises the logits.
         num_bits, act_quantizer, weight_scale: as for ``SlbQuantLayer``.
+        weight (np.ndarray, optional): the float weight to start from instead of ``conv.weight``,
+            for a conv type that transforms its weight before convolving (weight standardization).
     """
 
-    def __init__(self, conv, num_bits, act_quantizer=None, weight_scale=False):
+    def __init__(self, conv, num_bits, act_quantizer=None, weight_scale=False, weight=None):
         if conv.data_format != "NCHW":
             raise ValueError(f"Conv2dSlbQuant supports data_format 'NCHW' only, but the conv has "
                              f"'{conv.data_format}'.")
-        super().__init__(conv.weight, num_bits, act_quantizer, weight_scale)
+        super().__init__(conv.weight if weight is None else weight, num_bits, act_quantizer, weight_scale)
         self.in_channels = conv.in_channels
         self.out_channels = conv.out_channels
         self.kernel_size = conv.kernel_size
