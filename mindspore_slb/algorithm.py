@@ -153,8 +153,9 @@ class SlbQuantAwareTraining:
         if not replaced:
             enabled = ", ".join(handler.float_type.__name__ for handler in registered_layers()
                                 if type_enabled(handler, config))
-            raise ValueError(f"'network' ({type(network).__name__}) has no layer for SLB to quantize: it has "
-                             f"{len(enabled_layers)} layer(s) of the enabled types ({enabled}), all excluded.")
+            found = (f"its {len(enabled_layers)} layer(s) of the enabled types ({enabled}) are all excluded"
+                     if enabled_layers else f"it has no layer of the enabled types ({enabled})")
+            raise ValueError(f"'network' ({type(network).__name__}) has no layer for SLB to quantize: {found}.")
         logger.info("SLB quantized %d of %d layers:\n%s", len(replaced), len(rows), format_summary(rows))
         for pattern in unused_patterns(config, rows):
             logger.warning("SLB layer pattern '%s' matches no quantizable layer.", pattern)

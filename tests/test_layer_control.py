@@ -48,7 +48,7 @@ def test_unused_pattern_is_warned(caplog):
 
 
 def test_everything_excluded_is_refused():
-    with pytest.raises(ValueError, match=r"3 layer\(s\) of the enabled types \(Conv2d\), all excluded"):
+    with pytest.raises(ValueError, match=r"its 3 layer\(s\) of the enabled types \(Conv2d\) are all excluded"):
         SlbQuantAwareTraining({"exclude_layers": ["*"]}).apply(ConvBnNet())
 
 
