@@ -1,4 +1,5 @@
 """``SlbQuantAwareTraining``: the Golden Stick-compatible entry point of the package."""
+import logging
 import os
 
 import mindspore as ms
@@ -10,8 +11,11 @@ from mindspore_slb.act_quant import SlbActQuantizer
 from mindspore_slb.callbacks import BNCalibration, TemperatureScheduler, _CallbackGroup
 from mindspore_slb.config import CONFIG_KEYS, SlbConfig, split_quant_dtype
 from mindspore_slb.convert import convert_network
-from mindspore_slb.layers import Conv2dSlbQuant
+from mindspore_slb.layer_plan import bits_for, format_summary, summary_row, type_enabled, unused_patterns
+from mindspore_slb.registry import handler_for, is_quantized, registered_layers
 from mindspore_slb.rewrite import replace_cells
+
+logger = logging.getLogger(__name__)
 
 
 class SlbQuantAwareTraining:
@@ -20,8 +24,9 @@ class SlbQuantAwareTraining:
     Args:
         config (dict, optional): any of ``quant_dtype`` (a weight QuantDtype, or [act, weight]),
             ``enable_act_quant``, ``enable_bn_calibration``, ``epoch_size``, ``has_trained_epoch``,
-            ``t_start_val``, ``t_start_time``, ``t_end_time``, ``t_factor``. Each is validated
-            like its setter; an unknown key is an error.
+            ``t_start_val``, ``t_start_time``, ``t_end_time``, ``t_factor``, and beyond Golden
+            Stick ``enable_dense_quant``, ``enable_weight_scale``, ``exclude_layers``,
+            ``layer_bits``. Each is validated like its setter; an unknown key is an error.
 
     Example:
         >>> algo = SlbQuantAwareTraining({"epoch_size": 100, "has_trained_epoch": 0})
@@ -31,10 +36,15 @@ class SlbQuantAwareTraining:
 
     def __init__(self, config=None):
         self._config = SlbConfig()
+        self._summary = []
         if config is None:
             return
         if not isinstance(config, dict):
             raise TypeError(f"'config' must be a dict, but got {config!r} of type {type(config).__name__}.")
+        if "custom_policies" in config:
+            raise ValueError("Config key 'custom_policies' (Golden Stick) is not supported: register a layer "
+                             "type with mindspore_slb.register_layer(float_type, quantized_type, deploy) and "
+                             "choose layers with 'exclude_layers' and 'layer_bits'.")
         unknown = sorted(set(config) - set(CONFIG_KEYS))
         if unknown:
             raise ValueError(f"Unknown config key(s) {', '.join(map(repr, unknown))}; "
@@ -81,23 +91,74 @@ class SlbQuantAwareTraining:
     def set_t_factor(self, t_factor):
         self._config.set("t_factor", t_factor)
 
-    def apply(self, network):
-        """Replace, in place, every ``nn.Conv2d`` of ``network`` by a ``Conv2dSlbQuant``.
+    def set_enable_dense_quant(self, enable_dense_quant):
+        """Also quantize ``nn.Dense`` layers (off by default, as in Golden Stick)."""
+        self._config.set("enable_dense_quant", enable_dense_quant)
+
+    def set_enable_weight_scale(self, enable_weight_scale):
+        """Learn a per-output-channel scale of the candidates (default True); False gives Golden
+        Stick's bare candidates."""
+        self._config.set("enable_weight_scale", enable_weight_scale)
+
+    def set_exclude_layers(self, exclude_layers):
+        """Keep in float the layers whose path matches one of these fnmatch patterns, or for which
+        one of these predicates ``f(path, cell)`` returns True."""
+        self._config.set("exclude_layers", exclude_layers)
+
+    def set_layer_bits(self, layer_bits):
+        """``{path pattern: QuantDtype}``: weight bits of matching layers (first match wins)."""
+        self._config.set("layer_bits", layer_bits)
+
+    def layer_summary(self):
+        """The layers the last ``apply`` found quantizable, in network order.
 
         Returns:
-            Cell: ``network`` itself, now quantized.
+            list[LayerSummary]: path, cell type, weight shape, bits or "float", params.
+        """
+        return list(self._summary)
+
+    def apply(self, network):
+        """Replace, in place, every layer SLB quantizes (``nn.Conv2d`` by default) by its quantized
+        layer, per the registry and the per-layer settings; logs a per-layer summary
+        (``layer_summary()`` returns it).
+
+        Returns:
+            Cell: ``network`` itself, now quantized (the quantized layer when ``network`` is one
+            quantizable layer, such as a bare ``nn.Conv2d``).
         """
         if not isinstance(network, nn.Cell):
             raise TypeError(f"'network' must be a mindspore.nn.Cell, but got {type(network).__name__}.")
-        if any(isinstance(cell, Conv2dSlbQuant) for _, cell in network.cells_and_names()):
-            raise ValueError("'network' already contains Conv2dSlbQuant layers: SLB was applied to it before.")
-        bits = self._config.weight_bits
-        with_act_quant = self._config.enable_act_quant
-        replaced = replace_cells(
-            network, lambda cell: isinstance(cell, nn.Conv2d),
-            lambda conv: Conv2dSlbQuant(conv, bits, SlbActQuantizer() if with_act_quant else None))
+        if any(is_quantized(cell) for _, cell in network.cells_and_names()):
+            raise ValueError("'network' already contains SLB-quantized layers: SLB was applied to it before.")
+        config = self._config
+        rows = []
+        enabled_layers = []
+
+        def quantize(cell, path):
+            handler = handler_for(cell)
+            if handler is None:
+                return None
+            if type_enabled(handler, config):
+                enabled_layers.append(path)
+            bits = bits_for(path, cell, handler, config)
+            replacement = None
+            if bits is not None:
+                act_quantizer = SlbActQuantizer() if config.enable_act_quant else None
+                replacement = handler.quantized_type(cell, bits, act_quantizer, config.enable_weight_scale)
+            rows.append(summary_row(path, cell, cell if replacement is None else replacement, bits))
+            return replacement
+
+        network, replaced = replace_cells(network, quantize)
+        self._summary = rows
         if not replaced:
-            raise ValueError(f"'network' ({type(network).__name__}) has no nn.Conv2d layer for SLB to quantize.")
+            enabled = ", ".join(handler.float_type.__name__ for handler in registered_layers()
+                                if type_enabled(handler, config))
+            found = (f"its {len(enabled_layers)} layer(s) of the enabled types ({enabled}) are all excluded"
+                     if enabled_layers else f"it has no layer of the enabled types ({enabled})")
+            raise ValueError(f"'network' ({type(network).__name__}) has no layer for SLB to quantize: {found}.")
+        logger.info("SLB quantized %d of %d layers:\n%s", len(replaced), len(rows), format_summary(rows))
+        for pattern in unused_patterns(config, rows):
+            logger.warning("SLB layer pattern '%s' matches no quantizable layer.", pattern)
         return network
 
     def callbacks(self, model, dataset):
@@ -130,24 +191,46 @@ class SlbQuantAwareTraining:
         return callbacks
 
     def convert(self, net_opt, ckpt_path=""):
-        """A deployable copy of a trained SLB network: plain ``nn.Conv2d`` layers whose weights
-        hold only the chosen candidate values, no logits, in evaluation mode.
+        """Turn a trained SLB network, in place, into a deployable one: plain layers (``nn.Conv2d``,
+        ``nn.Dense``, or as registered) whose weights hold only the chosen candidate values times
+        their channel's scale, no logits, in evaluation mode.
+
+        No Cell is copied: ``net_opt``'s quantized layers are replaced inside it, so afterwards
+        ``net_opt`` is the deployable network (evaluate the quantized one before converting).
 
         Args:
             net_opt (Cell): the network returned by ``apply``.
-            ckpt_path (str): a checkpoint to load into ``net_opt`` first; "" for none.
+            ckpt_path (str): a checkpoint to load into ``net_opt`` first; "" for none. It must hold
+                every parameter of the quantized layers.
+
+        Returns:
+            Cell: the deployable network.
         """
         if not isinstance(net_opt, nn.Cell):
             raise TypeError(f"'net_opt' must be a mindspore.nn.Cell, but got {type(net_opt).__name__}.")
         if not isinstance(ckpt_path, str):
             raise TypeError(f"'ckpt_path' must be a str, but got {ckpt_path!r} of type {type(ckpt_path).__name__}.")
+        quantized = [cell for _, cell in net_opt.cells_and_names() if is_quantized(cell)]
+        if not quantized:
+            raise ValueError("'net_opt' has no SLB-quantized layer: pass the network returned by apply().")
         if ckpt_path:
-            if not os.path.isfile(ckpt_path):
-                raise ValueError(f"'ckpt_path' must be an existing checkpoint file, but got '{ckpt_path}'.")
-            ms.load_param_into_net(net_opt, ms.load_checkpoint(ckpt_path))
-        if not any(isinstance(cell, Conv2dSlbQuant) for _, cell in net_opt.cells_and_names()):
-            raise ValueError("'net_opt' has no Conv2dSlbQuant layer: pass the network returned by apply().")
+            _load_covering(net_opt, quantized, ckpt_path)
         return convert_network(net_opt)
 
     def __repr__(self):
         return f"SlbQuantAwareTraining({self._config})"
+
+
+def _load_covering(network, quantized_layers, ckpt_path):
+    """Load ``ckpt_path`` into ``network``; every parameter of the quantized layers must be in it
+    (MindSpore only logs a warning for a missing one, and converting would then silently deploy
+    the untrained initial logits)."""
+    if not os.path.isfile(ckpt_path):
+        raise ValueError(f"'ckpt_path' must be an existing checkpoint file, but got '{ckpt_path}'.")
+    not_loaded, _ = ms.load_param_into_net(network, ms.load_checkpoint(ckpt_path))
+    needed = {parameter.name for layer in quantized_layers for parameter in layer.get_parameters()}
+    missing = sorted(needed & set(not_loaded))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(f"'ckpt_path' ('{ckpt_path}') lacks {len(missing)} parameter(s) of the quantized "
+                         f"layers: {shown}. Was it saved from this network after apply()?")

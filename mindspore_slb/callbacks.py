@@ -9,8 +9,8 @@ from mindspore.train.callback import Callback
 
 from mindspore_slb.act_quant import SlbActQuantizer
 from mindspore_slb.config import SlbConfig, rise_start_epoch, temperature_at_epoch
-from mindspore_slb.layers import Conv2dSlbQuant
 from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer
+from mindspore_slb.registry import is_quantized
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class BNCalibration(Callback):
     once the temperature has started rising.
 
     Soft weights during training give BatchNorm statistics of a network that is never deployed;
-    this replaces, for every BatchNorm downstream of a quantized convolution, the stored mean and
+    this replaces, for every BatchNorm downstream of a quantized layer, the stored mean and
     variance by their average over the training batches of the hard network, each BatchNorm
     normalising with its batch statistics as in training. Trainable parameters are untouched.
 
@@ -88,7 +88,7 @@ class BNCalibration(Callback):
 
 
 def calibrate_batchnorm(network, dataset, num_batches=None):
-    """Sets the moving mean and variance of every BatchNorm downstream of a quantized conv to the
+    """Sets the moving mean and variance of every BatchNorm downstream of a quantized layer to the
     average of its batch statistics over ``dataset`` under the hard weights.
 
     Runs in PyNative mode, whatever the context, because it watches layer inputs through hooks.
@@ -97,14 +97,14 @@ def calibrate_batchnorm(network, dataset, num_batches=None):
         list[str]: the names of the re-estimated BatchNorm layers, in execution order.
     """
     averages = {}
-    state = {"after_quantized_conv": False}
+    state = {"after_quantized_layer": False}
 
-    def watch_conv(cell, inputs):
-        state["after_quantized_conv"] = True
+    def watch_quantized(cell, inputs):
+        state["after_quantized_layer"] = True
 
     def watch_batchnorm(name):
         def hook(cell, inputs):
-            if state["after_quantized_conv"]:
+            if state["after_quantized_layer"]:
                 averages.setdefault(name, _BatchStatisticsAverage(cell)).add(inputs[0].asnumpy())
         return hook
 
@@ -114,8 +114,8 @@ def calibrate_batchnorm(network, dataset, num_batches=None):
                          cell.moving_variance.asnumpy().copy()) for cell in batchnorms]
     handles = []
     for name, cell in network.cells_and_names():
-        if isinstance(cell, Conv2dSlbQuant):
-            handles.append(cell.register_forward_pre_hook(watch_conv))
+        if is_quantized(cell):
+            handles.append(cell.register_forward_pre_hook(watch_quantized))
         elif isinstance(cell, nn.BatchNorm2d):
             handles.append(cell.register_forward_pre_hook(watch_batchnorm(name)))
     was_training = network.training
@@ -130,7 +130,7 @@ def calibrate_batchnorm(network, dataset, num_batches=None):
         for index, batch in enumerate(dataset.create_tuple_iterator(num_epochs=1)):
             if num_batches is not None and index >= num_batches:
                 break
-            state["after_quantized_conv"] = False
+            state["after_quantized_layer"] = False
             network(batch[0])
     finally:
         ms.set_context(mode=previous_mode)

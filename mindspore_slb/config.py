@@ -4,7 +4,7 @@ Every public setter of ``SlbQuantAwareTraining`` funnels through the validators 
 value is reported the same way whether it came from the config dict or from a setter.
 """
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from mindspore.common.dtype import QuantDtype
 
@@ -53,6 +53,31 @@ def check_float(name, value, low, high=None, low_inclusive=False):
     return value
 
 
+def check_exclude_layers(name, value):
+    """A list (or tuple) of fnmatch patterns over layer paths and predicates ``f(path, cell) -> bool``."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"'{name}' must be a list of name patterns (str) or predicates f(path, cell) -> bool, "
+                        f"but got {value!r} of type {_type_name(value)}.")
+    for item in value:
+        if not (isinstance(item, str) or callable(item)):
+            raise TypeError(f"'{name}' items must be name patterns (str) or predicates f(path, cell) -> bool, "
+                            f"but got {item!r} of type {_type_name(item)}.")
+    return tuple(value)
+
+
+def check_layer_bits(name, value):
+    """A dict {fnmatch pattern over layer paths: weight QuantDtype (INT1, INT2, INT4)}."""
+    if not isinstance(value, dict):
+        raise TypeError(f"'{name}' must be a dict {{layer name pattern: QuantDtype}}, but got {value!r} "
+                        f"of type {_type_name(value)}.")
+    for pattern, dtype in value.items():
+        if not isinstance(pattern, str):
+            raise TypeError(f"'{name}' keys must be layer name patterns (str), but got {pattern!r} "
+                            f"of type {_type_name(pattern)}.")
+        check_quant_dtype(f"{name}['{pattern}']", dtype, WEIGHT_BITS)
+    return dict(value)
+
+
 _FIELD_CHECKS = {
     "weight_quant_dtype": lambda name, value: check_quant_dtype(name, value, WEIGHT_BITS),
     "act_quant_dtype": lambda name, value: check_quant_dtype(name, value, ACT_BITS),
@@ -64,6 +89,10 @@ _FIELD_CHECKS = {
     "t_start_time": lambda name, value: check_float(name, value, 0.0, 1.0, low_inclusive=True),
     "t_end_time": lambda name, value: check_float(name, value, 0.0, 1.0, low_inclusive=True),
     "t_factor": lambda name, value: check_float(name, value, 0.0),
+    "enable_dense_quant": check_bool,
+    "enable_weight_scale": check_bool,
+    "exclude_layers": check_exclude_layers,
+    "layer_bits": check_layer_bits,
 }
 
 
@@ -80,6 +109,10 @@ class SlbConfig:
     t_start_time: float = 0.2
     t_end_time: float = 0.6
     t_factor: float = 1.2
+    enable_dense_quant: bool = False
+    enable_weight_scale: bool = True
+    exclude_layers: tuple = ()
+    layer_bits: dict = field(default_factory=dict)
 
     def set(self, name, value):
         """Validate ``value`` for field ``name`` and store it."""
@@ -111,12 +144,17 @@ class SlbConfig:
 
     def __str__(self):
         def shown(value):
-            return f"QuantDtype.{value.name}" if isinstance(value, QuantDtype) else repr(value)
+            if isinstance(value, QuantDtype):
+                return f"QuantDtype.{value.name}"
+            if isinstance(value, dict):
+                return "{" + ", ".join(f"{key!r}: {shown(item)}" for key, item in value.items()) + "}"
+            return repr(value)
         return ", ".join(f"{field.name}={shown(getattr(self, field.name))}" for field in fields(self))
 
 
 CONFIG_KEYS = ("quant_dtype", "enable_act_quant", "enable_bn_calibration", "epoch_size",
-               "has_trained_epoch", "t_start_val", "t_start_time", "t_end_time", "t_factor")
+               "has_trained_epoch", "t_start_val", "t_start_time", "t_end_time", "t_factor",
+               "enable_dense_quant", "enable_weight_scale", "exclude_layers", "layer_bits")
 
 
 def split_quant_dtype(value):

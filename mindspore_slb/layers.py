@@ -1,27 +1,96 @@
-"""The quantized convolution that replaces ``nn.Conv2d`` during SLB training."""
+"""Quantized layers: what replaces ``nn.Conv2d`` (and, when enabled, ``nn.Dense``) during SLB training.
+
+Every quantized layer derives from ``SlbQuantLayer``, which owns what SLB adds to a layer: the
+logits, their quantizer, the optional per-output-channel weight scale and the optional input
+quantizer. A subclass only says how the layer computes its output from an input and a weight.
+"""
+import numpy as np
+
 from mindspore import Parameter, Tensor, nn, ops
 
-from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer, logits_from_weight
+from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer, logits_from_weight, scaled_logits_from_weight
 
 
-class Conv2dSlbQuant(nn.Cell):
-    """A 2-D convolution whose weight is searched among 2**bits values by SLB.
+class SlbQuantLayer(nn.Cell):
+    """Base of the quantized layers: a weight searched among 2**bits values by SLB.
 
-    It holds the logits ``[K, out_channels, in_channels / group, kh, kw]`` as ``weight_logits``
-    and no float weight; the bias, if any, stays a float parameter under its original name.
+    Exposes ``weight_logits`` (``[K, *weight_shape]``, candidate-major), ``weight_quantizer()``
+    and ``weight_scale``: a Parameter ``[out_channels]`` (the weight's axis 0) multiplying the
+    chosen candidates, or None when the scale is off. The effective hard weight is
+    ``weight_scale[:, None, ...] * values[argmax_k weight_logits]``.
+
+    Args:
+        weight (Parameter or Tensor): the float weight; it initialises the logits and the scale.
+        num_bits (int): weight bits, 1, 2 or 4.
+        act_quantizer (SlbActQuantizer, optional): fake-quantizes the input when given.
+        weight_scale (bool): learn a per-output-channel scale (True) or use the bare candidates
+            (False, as Golden Stick does).
+    """
+
+    def __init__(self, weight, num_bits, act_quantizer=None, weight_scale=False):
+        super().__init__()
+        weight = weight.asnumpy() if hasattr(weight, "asnumpy") else np.asarray(weight, np.float32)
+        self.weight_bit_num = num_bits
+        self.fake_quant_weight = SlbFakeQuantizerPerLayer(num_bits)
+        # With a scale, each output channel is fitted on its own; without, the layer's largest
+        # weight maps onto the largest candidate, as before the scale existed.
+        if weight_scale:
+            logits, scale = scaled_logits_from_weight(weight, num_bits)
+            self.weight_scale = Parameter(Tensor(scale), name="weight_scale")
+        else:
+            logits = logits_from_weight(weight, num_bits)
+            self.weight_scale = None
+        self.weight_logits = Parameter(Tensor(logits), name="weight_logits")
+        self._scale_shape = (-1,) + (1,) * (weight.ndim - 1)
+        self.input_quantizer = act_quantizer
+
+    def weight_quantizer(self):
+        return self.fake_quant_weight
+
+    def quantized_weight(self):
+        """The (soft or hard) weight the layer computes with; the scale multiplies the quantizer's
+        output, so the fused kernel and the plain ops compute the candidates alone."""
+        weight = self.fake_quant_weight(self.weight_logits)
+        if self.weight_scale is not None:
+            weight = weight * self.weight_scale.reshape(self._scale_shape)
+        return weight
+
+    def hard_weight(self):
+        """The evaluation weight as a NumPy array, exactly what ``construct`` uses in evaluation."""
+        chosen = self.fake_quant_weight.hard_weight(self.weight_logits).asnumpy()
+        if self.weight_scale is None:
+            return chosen
+        return chosen * self.weight_scale.asnumpy().reshape(self._scale_shape)
+
+    def compute(self, x, weight):
+        """The layer's output for input ``x`` and weight ``weight``; subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__} must define compute(x, weight).")
+
+    def construct(self, x):
+        if self.input_quantizer is not None:
+            x = self.input_quantizer(x)
+        return self.compute(x, self.quantized_weight())
+
+
+class Conv2dSlbQuant(SlbQuantLayer):
+    """A 2-D convolution whose weight is searched by SLB.
+
+    It holds the logits ``[K, out_channels, in_channels / group, kh, kw]`` and no float weight;
+    the bias, if any, stays a float parameter under its original name.
 
     Args:
         conv (nn.Conv2d): the convolution to quantize; its hyper-parameters and bias are taken
             over and its weight initialises the logits.
-        num_bits (int): weight bits, 1, 2 or 4.
-        act_quantizer (SlbActQuantizer, optional): fake-quantizes the input when given.
+        num_bits, act_quantizer, weight_scale: as for ``SlbQuantLayer``.
+        weight (np.ndarray, optional): the float weight to start from instead of ``conv.weight``,
+            for a conv type that transforms its weight before convolving (weight standardization).
     """
 
-    def __init__(self, conv, num_bits, act_quantizer=None):
-        super().__init__()
+    def __init__(self, conv, num_bits, act_quantizer=None, weight_scale=False, weight=None):
         if conv.data_format != "NCHW":
             raise ValueError(f"Conv2dSlbQuant supports data_format 'NCHW' only, but the conv has "
                              f"'{conv.data_format}'.")
+        super().__init__(conv.weight if weight is None else weight, num_bits, act_quantizer, weight_scale)
         self.in_channels = conv.in_channels
         self.out_channels = conv.out_channels
         self.kernel_size = conv.kernel_size
@@ -31,22 +100,12 @@ class Conv2dSlbQuant(nn.Cell):
         self.dilation = conv.dilation
         self.group = conv.group
         self.has_bias = conv.has_bias
-        self.weight_bit_num = num_bits
         self.conv2d = conv.conv2d
         self.bias_add = ops.BiasAdd()
         self.bias = conv.bias
-        self.weight_logits = Parameter(Tensor(logits_from_weight(conv.weight.asnumpy(), num_bits)),
-                                       name="weight_logits")
-        self.fake_quant_weight = SlbFakeQuantizerPerLayer(num_bits)
-        self.input_quantizer = act_quantizer
 
-    def weight_quantizer(self):
-        return self.fake_quant_weight
-
-    def construct(self, x):
-        if self.input_quantizer is not None:
-            x = self.input_quantizer(x)
-        output = self.conv2d(x, self.fake_quant_weight(self.weight_logits))
+    def compute(self, x, weight):
+        output = self.conv2d(x, weight)
         if self.has_bias:
             output = self.bias_add(output, self.bias)
         return output
@@ -55,5 +114,54 @@ class Conv2dSlbQuant(nn.Cell):
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
                 f"kernel_size={self.kernel_size}, weight_bit_num={self.weight_bit_num}, "
                 f"stride={self.stride}, pad_mode={self.pad_mode}, padding={self.padding}, "
-                f"dilation={self.dilation}, group={self.group}, has_bias={self.has_bias}")
+                f"dilation={self.dilation}, group={self.group}, has_bias={self.has_bias}, "
+                f"weight_scale={self.weight_scale is not None}")
 
+
+def deployable_conv2d(layer, weight):
+    """The ``nn.Conv2d`` computing what ``layer`` (a Conv2dSlbQuant) computes with ``weight``."""
+    return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                     pad_mode=layer.pad_mode, padding=layer.padding, dilation=layer.dilation,
+                     group=layer.group, has_bias=layer.has_bias, weight_init=weight,
+                     bias_init=layer.bias.value() if layer.has_bias else None)
+
+
+class DenseSlbQuant(SlbQuantLayer):
+    """A fully connected layer whose weight ``[out_channels, in_channels]`` is searched by SLB;
+    bias and activation are taken over from the ``nn.Dense`` it replaces."""
+
+    def __init__(self, dense, num_bits, act_quantizer=None, weight_scale=False):
+        super().__init__(dense.weight, num_bits, act_quantizer, weight_scale)
+        self.in_channels = dense.in_channels
+        self.out_channels = dense.out_channels
+        self.has_bias = dense.has_bias
+        self.bias = dense.bias
+        self.bias_add = ops.BiasAdd()
+        self.matmul = ops.MatMul(transpose_b=True)
+        self.activation = dense.activation
+        self.activation_flag = dense.activation_flag
+
+    def compute(self, x, weight):
+        x_shape = x.shape
+        if len(x_shape) != 2:
+            x = x.reshape((-1, x_shape[-1]))
+        x = self.matmul(x, weight)
+        if self.has_bias:
+            x = self.bias_add(x, self.bias)
+        if self.activation_flag:
+            x = self.activation(x)
+        if len(x_shape) != 2:
+            x = x.reshape(x_shape[:-1] + (x.shape[-1],))
+        return x
+
+    def extend_repr(self):
+        return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+                f"weight_bit_num={self.weight_bit_num}, has_bias={self.has_bias}, "
+                f"weight_scale={self.weight_scale is not None}")
+
+
+def deployable_dense(layer, weight):
+    """The ``nn.Dense`` computing what ``layer`` (a DenseSlbQuant) computes with ``weight``."""
+    return nn.Dense(layer.in_channels, layer.out_channels, weight_init=weight,
+                    bias_init=layer.bias.value() if layer.has_bias else None, has_bias=layer.has_bias,
+                    activation=layer.activation)

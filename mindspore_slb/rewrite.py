@@ -1,31 +1,57 @@
-"""Cell surgery: swap layers of a network in place, at any depth, keeping parameter names."""
+"""Cell surgery: swap layers of a network in place, at any depth and in any container.
+
+A child Cell is found through its parent's registered children (``_cells``), whatever the parent
+is: a plain Cell attribute, a ``SequentialCell`` built from a list or an ``OrderedDict``, a
+``CellList``, a ``CellDict``, nested to any depth. One Cell object reachable under several paths
+(shared) gets one replacement, put under every path, so the network keeps one set of parameters.
+"""
 from mindspore import nn
 
 
 def _set_child(parent, name, child):
-    if isinstance(parent, (nn.SequentialCell, nn.CellList)):
-        parent[int(name)] = child
-    elif isinstance(parent, nn.CellDict):
-        parent[name] = child
-    else:
-        setattr(parent, name, child)
+    parent.insert_child_to_cell(name, child)
+    if isinstance(parent, nn.SequentialCell):
+        # SequentialCell runs its cached list, not its registered children.
+        parent.cell_list = list(parent._cells.values())  # pylint: disable=protected-access
 
 
-def replace_cells(network, should_replace, make_replacement):
-    """Replace every sub-cell ``c`` with ``should_replace(c)`` by ``make_replacement(c)``.
+def replace_cells(network, make_replacement):
+    """Replace sub-cells of ``network`` (and ``network`` itself) as ``make_replacement`` decides.
 
-    The replacement takes over its predecessor's path, so its parameters are named
-    ``<path>.<local name>`` like those of the cell it replaces, and no other parameter is renamed.
+    ``make_replacement(cell, path)`` returns the Cell to put in place of ``cell`` or None to keep
+    it; it is called once per Cell object, with the first path it is reachable under (``""`` for
+    ``network`` itself), in ``cells_and_names`` order. A replaced cell's children are not visited.
+    The replacement's parameters are named ``<that path>.<local name>``, as the replaced cell's
+    were; no other parameter is renamed.
 
     Returns:
-        list[str]: the paths of the replaced cells, in network order.
+        tuple(Cell, dict): the network (the replacement when ``network`` itself was replaced) and
+        ``{first path: replacement}`` in network order.
     """
-    targets = [(path, cell) for path, cell in network.cells_and_names() if path and should_replace(cell)]
-    parents = dict(network.cells_and_names())
-    for path, cell in targets:
-        parent_path, _, name = path.rpartition(".")
-        replacement = make_replacement(cell)
-        _set_child(parents[parent_path], name, replacement)
-        for local_name, parameter in replacement.parameters_and_names():
-            parameter.name = f"{path}.{local_name}"
-    return [path for path, _ in targets]
+    root_replacement = make_replacement(network, "")
+    if root_replacement is not None:
+        return root_replacement, {"": root_replacement}
+    decided = {id(network): None}  # id(cell) -> its replacement, or None to keep it
+    replaced = {}
+
+    def visit(parent, prefix):
+        for name, child in list(parent._cells.items()):  # pylint: disable=protected-access
+            if child is None:
+                continue
+            path = f"{prefix}.{name}" if prefix else name
+            first_visit = id(child) not in decided
+            if first_visit:
+                decided[id(child)] = make_replacement(child, path)
+            replacement = decided[id(child)]
+            if replacement is None:
+                if first_visit:
+                    visit(child, path)
+                continue
+            if first_visit:
+                for local_name, parameter in replacement.parameters_and_names():
+                    parameter.name = f"{path}.{local_name}"
+                replaced[path] = replacement
+            _set_child(parent, name, replacement)
+
+    visit(network, "")
+    return network, replaced

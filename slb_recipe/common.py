@@ -10,7 +10,7 @@ import mindspore.dataset as ds
 import mindspore.nn as nn
 from mindspore.communication import get_group_size, get_rank, init
 
-from slb_recipe.config import parse_args
+from slb_recipe.config import parse_args, parse_layer_bits, split_patterns
 from slb_recipe.dataset import DataPathError, create_dataset
 from slb_recipe.resnet import resnet18
 
@@ -108,9 +108,9 @@ def build_slb_algorithm(config, has_trained_epoch):
     if config.quant_type == "W32":
         return None
     from mindspore_slb import QuantDtype, SlbQuantAwareTraining  # pylint: disable=import-outside-toplevel
+    dtypes = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
     return SlbQuantAwareTraining({
-        "quant_dtype": [QuantDtype.INT8, {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}[
-            weight_bits(config.quant_type)]],
+        "quant_dtype": [QuantDtype.INT8, dtypes[weight_bits(config.quant_type)]],
         "enable_act_quant": config.quant_type.endswith("A8"),
         "enable_bn_calibration": config.enable_bn_calibration,
         "epoch_size": config.epoch_size,
@@ -119,6 +119,10 @@ def build_slb_algorithm(config, has_trained_epoch):
         "t_start_time": config.t_start_time,
         "t_end_time": config.t_end_time,
         "t_factor": config.t_factor,
+        "enable_weight_scale": config.enable_weight_scale,
+        "enable_dense_quant": config.enable_dense_quant,
+        "exclude_layers": split_patterns(config.exclude_layers),
+        "layer_bits": {pattern: dtypes[bits] for pattern, bits in parse_layer_bits(config.layer_bits).items()},
     })
 
 

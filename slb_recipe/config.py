@@ -72,6 +72,13 @@ OPTIONS = {
     "t_end_time": Option(float, 0.6, "fraction of epochs after which the temperature stops rising",
                          minimum=0, maximum=1),
     "t_factor": Option(float, 1.2, "temperature growth factor per epoch", minimum=1e-12),
+    # False: the recipe reproduces Golden Stick's (bare candidates; BatchNorm follows every conv).
+    "enable_weight_scale": Option(bool, False, "learn a per-output-channel scale of the candidate values "
+                                               "(False: Golden Stick's bare candidates)"),
+    "enable_dense_quant": Option(bool, False, "quantize the classifier (nn.Dense) too"),
+    "exclude_layers": Option(str, "", "comma-separated fnmatch patterns of layers kept in float, e.g. 'conv1,end_point'"),
+    "layer_bits": Option(str, "", "comma-separated pattern:bits pairs (bits 1, 2 or 4) overriding quant_type's "
+                                  "weight bits, e.g. 'conv1:4,layer4.*:2'; the first matching pattern wins"),
     # optimisation
     "epoch_size": Option(int, 100, "total epochs of the run", minimum=1),
     "loss_scale": Option(float, 1024.0, "fixed loss scale", minimum=1e-12),
@@ -188,7 +195,25 @@ def _read_yaml(path):
     return content
 
 
+def split_patterns(text):
+    """'a, b.*' -> ['a', 'b.*']; '' -> []."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_layer_bits(text):
+    """'conv1:4,layer4.*:2' -> {'conv1': 4, 'layer4.*': 2}, or ConfigError naming the bad pair."""
+    bits = {}
+    for pair in split_patterns(text):
+        pattern, _, value = pair.rpartition(":")
+        if not pattern or value.strip() not in ("1", "2", "4"):
+            raise ConfigError(f"config key 'layer_bits' must be comma-separated pattern:bits pairs with bits "
+                              f"1, 2 or 4, got {pair!r} in {text!r}")
+        bits[pattern.strip()] = int(value)
+    return bits
+
+
 def _check_consistency(values):
+    parse_layer_bits(values["layer_bits"])
     if values["t_end_time"] < values["t_start_time"]:
         raise ConfigError(f"config key 't_end_time' must be >= t_start_time ({values['t_start_time']}), "
                           f"got {values['t_end_time']}")

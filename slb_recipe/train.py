@@ -16,7 +16,8 @@ from slb_recipe.common import (RecipeError, build_network, checkpoint_dir, check
                                script_main, setup_runtime)
 from slb_recipe.output_folder import claimed_folder
 
-NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias")
+# A weight scale, like a BatchNorm scale, sets a magnitude: decaying it would shrink the layer.
+NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias", "weight_scale")
 
 
 def parameter_groups(net, weight_decay):

@@ -98,7 +98,7 @@ def test_quantized_conv_computes_the_same_convolution(mode, kwargs, rng):
 
 
 def test_network_without_conv_is_refused():
-    with pytest.raises(ValueError, match="no nn.Conv2d"):
+    with pytest.raises(ValueError, match=r"no layer for SLB to quantize: it has no layer of the enabled types \(Conv2d\)"):
         SlbQuantAwareTraining().apply(nn.SequentialCell([nn.Dense(3, 4)]))
 
 

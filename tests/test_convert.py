@@ -10,9 +10,9 @@ from tiny_nets import ConvBnNet, batches, train_model
 DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
 
-def trained_network(bits, act_quant):
+def trained_network(bits, act_quant, scale=True):
     algo = SlbQuantAwareTraining({"epoch_size": 2, "has_trained_epoch": 0, "enable_act_quant": act_quant,
-                                  "quant_dtype": DTYPES[bits]})
+                                  "quant_dtype": DTYPES[bits], "enable_weight_scale": scale})
     network = algo.apply(ConvBnNet())
     dataset, images, _ = batches(num_samples=16, batch_size=8)
     model = train_model(network, dataset)
@@ -20,26 +20,35 @@ def trained_network(bits, act_quant):
     return algo, network, images
 
 
-@pytest.mark.parametrize("act_quant", [False, True], ids=["weights", "weights+act"])
+@pytest.mark.parametrize("act_quant,scale", [(False, True), (True, True), (False, False)],
+                         ids=["weights", "weights+act", "unscaled"])
 @pytest.mark.parametrize("bits", [1, 2, 4])
-def test_converted_network_matches_quantized_and_holds_only_candidates(mode, bits, act_quant):
-    algo, network, images = trained_network(bits, act_quant)
+def test_converted_network_matches_quantized_and_holds_only_scaled_candidates(mode, bits, act_quant, scale):
+    algo, network, images = trained_network(bits, act_quant, scale)
     network.set_train(False)
     expected = network(images).asnumpy()
+    scales = {path: cell.weight_scale.asnumpy() if scale else np.ones(cell.out_channels, np.float32)
+              for path, cell in network.cells_and_names() if isinstance(cell, Conv2dSlbQuant)}
 
     deployed = algo.convert(network)
 
+    # converted in place: no Cell of the user's is copied
+    assert deployed is network
     assert not any(isinstance(cell, Conv2dSlbQuant) for _, cell in deployed.cells_and_names())
     assert not any("logits" in p.name for p in deployed.get_parameters())
     candidates = np.linspace(-1, 1, 2 ** bits).astype(np.float32)
-    for _, cell in deployed.cells_and_names():
-        if isinstance(cell, nn.Conv2d):
-            assert cell.weight.ndim == 4
-            assert set(np.unique(cell.weight.asnumpy())) <= set(candidates)
+    convs = {path.rsplit(".layer", 1)[0]: cell for path, cell in deployed.cells_and_names()
+             if isinstance(cell, nn.Conv2d)}
+    assert convs.keys() == scales.keys()
+    for path, conv in convs.items():
+        weight = conv.weight.asnumpy()
+        assert weight.ndim == 4
+        # each output channel holds its scale times candidates, bit for bit
+        chosen = np.abs(candidates[None, :, None] * scales[path][:, None, None]
+                        - weight.reshape(len(weight), 1, -1)).argmin(axis=1)
+        np.testing.assert_array_equal(weight.reshape(len(weight), -1),
+                                      candidates[chosen] * scales[path][:, None])
     np.testing.assert_allclose(deployed(images).asnumpy(), expected, atol=1e-5)
-    # the quantized network is left as it was
-    assert isinstance(network.stem, Conv2dSlbQuant)
-    np.testing.assert_array_equal(network(images).asnumpy(), expected)
 
 
 def test_exported_mindir_reproduces_converted_network(tmp_path, mode):
@@ -74,5 +83,13 @@ def test_convert_errors(tmp_path):
         algo.convert(network, ckpt_path=str(tmp_path / "missing.ckpt"))
     with pytest.raises(ValueError, match="'ckpt_path'"):
         algo.convert(network, ckpt_path=str(tmp_path))
-    with pytest.raises(ValueError, match="no Conv2dSlbQuant"):
+    with pytest.raises(ValueError, match="no SLB-quantized layer"):
         algo.convert(ConvBnNet())
+
+
+def test_checkpoint_without_the_quantized_parameters_is_refused(tmp_path):
+    path = str(tmp_path / "float.ckpt")
+    ms.save_checkpoint(ConvBnNet(), path)
+    network = SlbQuantAwareTraining().apply(ConvBnNet())
+    with pytest.raises(ValueError, match=r"'ckpt_path'.*lacks \d+ parameter.*weight_logits"):
+        SlbQuantAwareTraining().convert(network, ckpt_path=path)

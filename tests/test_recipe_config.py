@@ -66,12 +66,24 @@ def test_command_line_overrides_convert_to_the_key_type():
     (["--dataset", "cifar10"], ["'data_path'"]),
     (["--epoch_size"], ["'epoch_size'", "no value"]),
     (["W4"], ["expected --key value"]),
+    (["--layer_bits", "conv1:3"], ["'layer_bits'", "1, 2 or 4", "'conv1:3'"]),
+    (["--layer_bits", "conv1"], ["'layer_bits'", "pattern:bits"]),
 ])
 def test_bad_command_line_is_a_one_line_error(argv, expected):
     message = error_line(argv)
     assert message.startswith("error: ")
     for part in expected:
         assert part in message
+
+
+def test_per_layer_keys_reach_the_algorithm():
+    from slb_recipe.common import build_slb_algorithm  # pylint: disable=import-outside-toplevel
+    loaded = recipe_config.load_config(["--exclude_layers", "conv1, end_point", "--layer_bits", "layer4.*:2,layer1.*:4",
+                                        "--enable_weight_scale", "true", "--enable_dense_quant", "true"])
+    text = repr(build_slb_algorithm(loaded, 0))
+    assert "exclude_layers=('conv1', 'end_point')" in text
+    assert "layer_bits={'layer4.*': QuantDtype.INT2, 'layer1.*': QuantDtype.INT4}" in text
+    assert "enable_weight_scale=True" in text and "enable_dense_quant=True" in text
 
 
 def test_bad_yaml_values_are_one_line_errors(tmp_path):

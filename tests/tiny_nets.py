@@ -1,4 +1,6 @@
 """Small networks shared by the tests."""
+from collections import OrderedDict
+
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
@@ -45,3 +47,43 @@ def train_model(network, dataset, learning_rate=0.05):
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     optimizer = nn.Momentum(network.trainable_params(), learning_rate, 0.9)
     return ms.Model(network, loss, optimizer, metrics={"acc"})
+
+
+class NoDeepcopyBlock(nn.Cell):
+    """A third-party style block that refuses to be deep-copied (as some mindcv Cells do)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.conv = nn.Conv2d(width, width, 1, has_bias=True)
+
+    def __deepcopy__(self, memo):
+        raise TypeError("this block cannot be deep-copied")
+
+    def construct(self, x):
+        return self.conv(x)
+
+
+class ContainersNet(nn.Cell):
+    """Convs in every container kind, nested, plus one conv shared by two paths (as SqueezeNet's
+    final conv is) and a block that cannot be deep-copied."""
+
+    def __init__(self, num_classes=4, width=4):
+        super().__init__()
+        self.features = nn.SequentialCell(OrderedDict([
+            ("conv0", nn.Conv2d(3, width, 3)),
+            ("norm0", nn.BatchNorm2d(width)),
+            ("block", nn.SequentialCell([nn.Conv2d(width, width, 3), nn.ReLU()])),
+        ]))
+        self.branches = nn.CellList([nn.Conv2d(width, width, 1), nn.SequentialCell([nn.Conv2d(width, width, 3)])])
+        self.side = nn.CellDict({"deep": nn.Conv2d(width, width, 3)})
+        self.final_conv = nn.Conv2d(width, num_classes, 1, has_bias=True)
+        self.classifier = nn.SequentialCell([nn.ReLU(), self.final_conv])
+        self.frozen = NoDeepcopyBlock(width)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+
+    def construct(self, x):
+        x = self.features(x)
+        x = self.branches[0](x) + self.branches[1](x) + self.side["deep"](x)
+        x = self.frozen(x)
+        return self.flatten(self.pool(self.classifier(x)))

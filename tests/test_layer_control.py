@@ -1,0 +1,82 @@
+"""Per-layer control: exclusions, per-layer bits, and the summary apply reports."""
+import logging
+
+import numpy as np
+import pytest
+from mindspore import nn
+
+from mindspore_slb import Conv2dSlbQuant, LayerSummary, QuantDtype, SlbQuantAwareTraining
+from tiny_nets import ConvBnNet, batches, train_model
+
+
+def test_exclude_by_pattern_and_predicate():
+    algo = SlbQuantAwareTraining({"exclude_layers": ["stem", lambda path, cell: cell.group > 1]})
+    net = algo.apply(ConvBnNet())
+    assert type(net.stem) is nn.Conv2d
+    assert type(net.heads[0]) is nn.Conv2d  # depthwise, excluded by the predicate
+    assert isinstance(net.body[0], Conv2dSlbQuant)
+
+
+def test_per_layer_bits_first_matching_pattern_wins():
+    algo = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT1})
+    algo.set_layer_bits({"stem": QuantDtype.INT4, "b*": QuantDtype.INT2, "body.*": QuantDtype.INT4})
+    net = algo.apply(ConvBnNet())
+    assert net.stem.weight_quantizer().num_bits == 4 and net.stem.weight_logits.shape[0] == 16
+    assert net.body[0].weight_quantizer().num_bits == 2
+    assert net.heads[0].weight_quantizer().num_bits == 1
+
+
+def test_summary_rows_and_log(caplog):
+    algo = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT2, "exclude_layers": ["heads.*"]})
+    with caplog.at_level(logging.INFO, logger="mindspore_slb"):
+        algo.apply(ConvBnNet())
+    rows = algo.layer_summary()
+    assert rows == [
+        LayerSummary("stem", "Conv2d", (8, 3, 3, 3), 2, 4 * 216 + 8),
+        LayerSummary("body.0", "Conv2d", (8, 8, 3, 3), 2, 4 * 576 + 8 + 8),
+        LayerSummary("heads.0", "Conv2d", (8, 1, 3, 3), "float", 72),
+        LayerSummary("fc", "Dense", (4, 8), "float", 36),
+    ]
+    assert "SLB quantized 2 of 4 layers" in caplog.text
+    assert "heads.0" in caplog.text and "float" in caplog.text
+
+
+def test_unused_pattern_is_warned(caplog):
+    with caplog.at_level(logging.WARNING, logger="mindspore_slb"):
+        SlbQuantAwareTraining({"exclude_layers": ["steem"]}).apply(ConvBnNet())
+    assert "'steem' matches no quantizable layer" in caplog.text
+
+
+def test_everything_excluded_is_refused():
+    with pytest.raises(ValueError, match=r"its 3 layer\(s\) of the enabled types \(Conv2d\) are all excluded"):
+        SlbQuantAwareTraining({"exclude_layers": ["*"]}).apply(ConvBnNet())
+
+
+@pytest.mark.parametrize("key,value,error,message", [
+    ("exclude_layers", "stem", TypeError, r"'exclude_layers' must be a list.*'stem'"),
+    ("exclude_layers", ["stem", 3], TypeError, r"'exclude_layers' items.*3 of type int"),
+    ("layer_bits", ["stem"], TypeError, r"'layer_bits' must be a dict"),
+    ("layer_bits", {"stem": 4}, TypeError, r"'layer_bits\['stem'\]' must be a QuantDtype, but got 4"),
+    ("layer_bits", {"stem": QuantDtype.INT8}, ValueError, r"'layer_bits\['stem'\]' must be one of .*INT8"),
+    ("layer_bits", {1: QuantDtype.INT2}, TypeError, r"'layer_bits' keys must be layer name patterns"),
+    ("enable_dense_quant", 1, TypeError, r"'enable_dense_quant' must be a bool, but got 1"),
+    ("enable_weight_scale", "yes", TypeError, r"'enable_weight_scale' must be a bool"),
+])
+def test_settings_are_validated_in_config_and_setters(key, value, error, message):
+    with pytest.raises(error, match=message):
+        SlbQuantAwareTraining({key: value})
+    with pytest.raises(error, match=message):
+        getattr(SlbQuantAwareTraining(), f"set_{key}")(value)
+
+
+def test_mixed_bits_and_float_layers_train_and_convert(mode):
+    algo = SlbQuantAwareTraining({"epoch_size": 10, "has_trained_epoch": 0, "exclude_layers": ["stem"],
+                                  "layer_bits": {"heads.*": QuantDtype.INT4}, "enable_dense_quant": True})
+    net = algo.apply(ConvBnNet())
+    dataset, images, _ = batches(num_samples=8, batch_size=8)
+    model = train_model(net, dataset)
+    model.train(1, dataset, callbacks=algo.callbacks(model, dataset))
+    net.set_train(False)
+    expected = net(images).asnumpy()
+    deployed = algo.convert(net)
+    np.testing.assert_allclose(deployed(images).asnumpy(), expected, atol=1e-5)
