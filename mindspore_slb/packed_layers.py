@@ -10,7 +10,6 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from mindspore_slb.convert import QuantInputConv2d, convert_network
 from mindspore_slb.packing import pack_codes, require_quantized_weights
 from mindspore_slb.rewrite import replace_cells
 
@@ -57,39 +56,45 @@ class UnpackWeight(nn.Cell):
         return weight
 
 
-class PackedConv2d(nn.Cell):
-    """The convolution of a deployable ``nn.Conv2d`` with its weight unpacked in the graph."""
+class PackedLayer(nn.Cell):
+    """A trained quantized layer computing with its weight unpacked in the graph.
 
-    def __init__(self, conv, layer):
+    It computes as the quantized layer does in evaluation (the same ``compute``, behind the same
+    frozen input quantizer), so every registered layer type packs without code of its own; the
+    logits, the quantizer and the scale stay out of the graph, and so out of an exported file.
+
+    Args:
+        layer (SlbQuantLayer): the trained quantized layer.
+        weight (QuantizedWeight): its codes, values and optional scale.
+    """
+
+    def __init__(self, layer, weight):
         super().__init__()
-        self.conv2d = conv.conv2d
-        self.has_bias = conv.has_bias
-        self.bias_add = ops.BiasAdd()
-        self.bias = conv.bias
-        self.unpack = UnpackWeight(layer)
+        layer.set_train(False)
+        self.layer = layer
+        self.unpack = UnpackWeight(weight)
 
     def construct(self, x):
-        output = self.conv2d(x, self.unpack())
-        if self.has_bias:
-            output = self.bias_add(output, self.bias)
-        return output
+        if self.layer.input_quantizer is not None:
+            x = self.layer.input_quantizer(x)
+        return self.layer.compute(x, self.unpack())
 
 
 def packed_network(network):
-    """A deployable copy of a trained quantized network, like ``convert``'s, whose quantized weights
-    stay bit-packed and are unpacked inside the graph: export it as MINDIR for a small file. Its
-    outputs equal the converted network's; ``network`` is left as it was.
+    """Make a trained quantized network deployable with its quantized weights bit-packed: each
+    quantized layer, in place as ``convert`` does, becomes a ``PackedLayer`` that rebuilds its weight
+    inside the graph. Export the result as MINDIR for a small file; its outputs equal the converted
+    network's.
 
     Args:
         network (Cell): the network returned by ``SlbQuantAwareTraining.apply`` (trained).
+
+    Returns:
+        Cell: the deployable network (``network`` itself, or the packed layer when ``network`` is a
+        single quantized layer), in evaluation mode.
     """
-    layers = require_quantized_weights(network)
-    deployable = convert_network(network)
-    cells = dict(deployable.cells_and_names())
-    by_conv = {}
-    for layer in layers:
-        cell = cells[layer.path]
-        by_conv[id(cell.conv if isinstance(cell, QuantInputConv2d) else cell)] = layer
-    replace_cells(deployable, lambda cell: id(cell) in by_conv, lambda conv: PackedConv2d(conv, by_conv[id(conv)]))
-    deployable.set_train(False)
-    return deployable
+    weights = {id(weight.layer): weight for weight in require_quantized_weights(network)}
+    network, _ = replace_cells(
+        network, lambda cell, path: PackedLayer(cell, weights[id(cell)]) if id(cell) in weights else None)
+    network.set_train(False)
+    return network

@@ -15,7 +15,6 @@ the deployable network (BatchNorm, float layers, biases, activation-quantizer ra
 is, under its name.
 """
 import collections
-import copy
 import hashlib
 import json
 import os
@@ -25,8 +24,8 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn
 
 from mindspore_slb.act_quant import SlbActQuantizer
-from mindspore_slb.convert import QuantInputConv2d
-from mindspore_slb.layers import Conv2dSlbQuant
+from mindspore_slb.convert import QuantInputCell
+from mindspore_slb.registry import is_quantized
 from mindspore_slb.rewrite import replace_cells
 
 FORMAT_VERSION = 1
@@ -36,13 +35,14 @@ _DIGEST_BYTES = hashlib.sha256().digest_size
 SUPPORTED_BITS = (1, 2, 4)
 
 QuantizedWeight = collections.namedtuple("QuantizedWeight",
-                                         "path bits codes values scale input_quantizer replaced_parameters")
+                                         "path bits codes values scale input_quantizer replaced_parameters layer")
 QuantizedWeight.__doc__ = """One quantized layer's hard weight ``scale[:, None, ...] * values[codes]``.
 
 path (str): the layer's path in the network; bits (int); codes (ndarray of int, the weight's shape);
 values (tuple of K floats); scale (float32 ndarray [out_channels] or None); input_quantizer
 (SlbActQuantizer or None); replaced_parameters (tuple of the layer's Parameters that codes, values
-and scale stand for, or that only training needs: logits, temperature, scale).
+and scale stand for, or that only training needs: logits, temperature, scale); layer (the quantized
+layer itself, or None for a weight that stands alone).
 """
 
 
@@ -98,7 +98,7 @@ def quantized_weights(network):
     """
     found = []
     for path, cell in network.cells_and_names():
-        if not isinstance(cell, Conv2dSlbQuant):
+        if not is_quantized(cell):
             continue
         quantizer = cell.weight_quantizer()
         scale = getattr(cell, "weight_scale", None)
@@ -106,7 +106,7 @@ def quantized_weights(network):
         found.append(QuantizedWeight(
             path=path, bits=quantizer.num_bits, codes=cell.weight_logits.asnumpy().argmax(axis=0),
             values=tuple(quantizer.values), scale=None if scale is None else scale.asnumpy().astype(np.float32),
-            input_quantizer=cell.input_quantizer, replaced_parameters=replaced))
+            input_quantizer=cell.input_quantizer, replaced_parameters=replaced, layer=cell))
     return found
 
 
@@ -287,22 +287,23 @@ def _input_quantizer(layer, tensors, file_name):
 
 
 def load_packed(network, file_name):
-    """Load a packed file into a copy of a network built by the user's own (float) model code.
+    """Load a packed file into a network built by the user's own (float) model code, in place.
 
-    In the copy, each stored layer's weight becomes its decoded discrete weight (behind its frozen
-    input quantizer when activation quantization was on) and every other parameter takes its stored
-    value; the copy is in evaluation mode and its outputs equal those of the converted quantized
-    network. ``network`` itself is left as it was (a copy also has no stale compiled graph, should
-    ``network`` have run before). A file that does not match ``network`` is a ValueError naming the
-    first mismatching layer or parameter and both shapes; an unreadable file (truncated, corrupted,
-    other format version) is a ``PackedFileError``.
+    Each stored layer's weight becomes its decoded discrete weight (behind its frozen input
+    quantizer when activation quantization was on) and every other parameter takes its stored
+    value; the network is set to evaluation mode and its outputs equal those of the converted
+    quantized network. Everything is checked before anything is changed: a file that does not match
+    ``network`` is a ValueError naming the first mismatching layer or parameter and both shapes, an
+    unreadable file (truncated, corrupted, other format version) a ``PackedFileError``, and
+    ``network`` is then left as it was.
 
     Args:
         network (Cell): the float architecture the quantized network was made from.
         file_name (str): a file written by ``save_packed``.
 
     Returns:
-        Cell: the deployable copy.
+        Cell: the deployable network (``network``, or the wrapped layer when ``network`` is itself the
+        one stored layer and its input was quantized).
     """
     if not isinstance(network, nn.Cell):
         raise TypeError(f"'network' must be a mindspore.nn.Cell, but got {type(network).__name__}.")
@@ -312,7 +313,6 @@ def load_packed(network, file_name):
     weights = {layer["path"]: _decoded(layer, tensors, file_name) for layer in layers}
     quantizers = {layer["path"]: _input_quantizer(layer, tensors, file_name)
                   for layer in layers if layer["input_quantizer_bits"] is not None}
-    network = copy.deepcopy(network)
     cells = dict(network.cells_and_names())
     for path, weight in weights.items():
         cells[path].weight.set_data(Tensor(weight))
@@ -320,6 +320,7 @@ def load_packed(network, file_name):
         if name in tensors:
             param.set_data(Tensor(tensors[name]))
     wrapped = {id(cells[path]): quantizer for path, quantizer in quantizers.items()}
-    replace_cells(network, lambda cell: id(cell) in wrapped, lambda cell: QuantInputConv2d(wrapped[id(cell)], cell))
+    network, _ = replace_cells(
+        network, lambda cell, path: QuantInputCell(wrapped[id(cell)], cell) if id(cell) in wrapped else None)
     network.set_train(False)
     return network

@@ -5,6 +5,8 @@ is: a plain Cell attribute, a ``SequentialCell`` built from a list or an ``Order
 ``CellList``, a ``CellDict``, nested to any depth. One Cell object reachable under several paths
 (shared) gets one replacement, put under every path, so the network keeps one set of parameters.
 """
+import time
+
 from mindspore import nn
 
 
@@ -54,4 +56,18 @@ def replace_cells(network, make_replacement):
             _set_child(parent, name, replacement)
 
     visit(network, "")
+    if replaced:
+        renew_compiled_graphs(network)
     return network, replaced
+
+
+def renew_compiled_graphs(network):
+    """Make the next call of ``network``, or of any Cell in it, compile its current structure.
+
+    In GRAPH mode MindSpore keys a Cell's compiled graph by the Cell's creation time and id, not by
+    its children: after surgery, a network that had run before would run its old graph (with the
+    replaced layers) again. A new creation time gives every Cell in it a new key.
+    """
+    created = time.time_ns()
+    for _, cell in network.cells_and_names():
+        object.__setattr__(cell, "_create_time", created)

@@ -23,7 +23,9 @@ DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
 
 def quantized_network(bits, act_quant, seed=0):
-    """A quantized ConvBnNet with random logits (every candidate in use) and observed activation ranges."""
+    """A quantized ConvBnNet with random logits (every candidate in use) and observed activation
+    ranges; the same network for the same arguments."""
+    ms.set_seed(seed)
     algo = SlbQuantAwareTraining({"quant_dtype": DTYPES[bits], "enable_act_quant": act_quant})
     network = algo.apply(ConvBnNet())
     rng = np.random.default_rng(seed)
@@ -58,6 +60,13 @@ def test_decode_weight_scales_each_output_channel():
     assert decode_weight(codes, (-1.0, 1.0), None).dtype == np.float32
 
 
+def converted_output(bits, act_quant, seed=0):
+    """What the converted network computes on the test images (convert works in place, so on a
+    network of its own)."""
+    algo, network, images = quantized_network(bits, act_quant, seed)
+    return algo.convert(network)(images).asnumpy()
+
+
 @pytest.mark.parametrize("bits", [1, 2, 4])
 @pytest.mark.parametrize("shape, with_scale", [((6, 2, 3, 3), True), ((5, 7), True), ((3, 5), False)],
                          ids=["conv-scaled", "dense-scaled", "odd"])
@@ -65,7 +74,7 @@ def test_in_graph_unpacking_equals_numpy_decoding(bits, shape, with_scale, rng):
     codes = rng.integers(0, 2 ** bits, size=shape)
     values = tuple(float(value) for value in np.linspace(-1, 1, 2 ** bits).astype(np.float32))
     scale = rng.uniform(0.5, 2.0, shape[0]).astype(np.float32) if with_scale else None
-    layer = QuantizedWeight("layer", bits, codes, values, scale, None, ())
+    layer = QuantizedWeight("layer", bits, codes, values, scale, None, (), None)
     np.testing.assert_array_equal(UnpackWeight(layer)().asnumpy(), decode_weight(codes, values, scale))
 
 
@@ -94,23 +103,27 @@ def test_packing_rejects_bad_inputs():
 @pytest.mark.parametrize("act_quant", [False, True], ids=["weights", "weights+act"])
 @pytest.mark.parametrize("bits", [1, 2, 4])
 def test_round_trip_equals_converted_network(mode, bits, act_quant, tmp_path):
-    algo, network, images = quantized_network(bits, act_quant)
-    expected = algo.convert(network)(images).asnumpy()
+    expected = converted_output(bits, act_quant)
+    _, network, images = quantized_network(bits, act_quant)
 
     path = save_packed(network, str(tmp_path / "net.slb"))
     user_network = ConvBnNet()
     user_network.set_train(False)
-    before = user_network(images).asnumpy()   # compiled before loading: the loaded copy must not reuse it
+    user_network(images).asnumpy()   # compiled before loading: the loaded network must not reuse that graph
     loaded = load_packed(user_network, path)
+    assert loaded is user_network
     np.testing.assert_array_equal(loaded(images).asnumpy(), expected)
-    np.testing.assert_array_equal(user_network(images).asnumpy(), before)
     assert not any("logits" in name or "temperature" in name for name, _ in loaded.parameters_and_names())
 
     compressed = packed_network(network)
+    assert compressed is network
     np.testing.assert_array_equal(compressed(images).asnumpy(), expected)
     ms.export(compressed, images, file_name=str(tmp_path / "packed"), file_format="MINDIR")
     graph = nn.GraphCell(ms.load(str(tmp_path / "packed.mindir")))
     np.testing.assert_allclose(graph(images).asnumpy(), expected, atol=1e-5, rtol=0)
+    # Only the codes, the values and the float parameters travel: far below float32 weights.
+    float_weights = sum(4 * int(np.prod(p.shape)) for p in ConvBnNet().get_parameters())
+    assert os.path.getsize(tmp_path / "packed.mindir") < float_weights + 64 * 1024
 
 
 def test_file_stores_each_weight_in_its_bits(tmp_path):
@@ -119,7 +132,9 @@ def test_file_stores_each_weight_in_its_bits(tmp_path):
     weights = [row for row in rows if row["bits"] == 1]
     assert [row["name"] for row in weights] == ["stem.weight", "body.0.weight", "heads.0.weight"]
     for row in weights:
-        assert row["stored_bytes"] == -(-row["params"] // 8) + 2 * 4 and row["float_bytes"] == 4 * row["params"]
+        # codes at 1 bit, the 2 candidate values, the per-output-channel scale (on by default), in bytes
+        assert row["stored_bytes"] == -(-row["params"] // 8) + 2 * 4 + 4 * row["shape"][0]
+        assert row["float_bytes"] == 4 * row["params"]
     assert all(row["stored_bytes"] == row["float_bytes"] for row in rows if row["bits"] == 32)
     assert not any("logits" in row["name"] or "temperature" in row["name"] for row in rows)
     path = save_packed(network, str(tmp_path / "net.slb"))
@@ -130,8 +145,8 @@ def test_file_stores_each_weight_in_its_bits(tmp_path):
 
 
 def test_compressed_mindir_runs_without_mindspore_slb(tmp_path):
-    algo, network, images = quantized_network(2, True)
-    expected = algo.convert(network)(images).asnumpy()
+    expected = converted_output(2, True)
+    _, network, images = quantized_network(2, True)
     ms.export(packed_network(network), images, file_name=str(tmp_path / "packed"), file_format="MINDIR")
     np.save(tmp_path / "images.npy", images.asnumpy())
     script = textwrap.dedent(f"""
