@@ -9,12 +9,10 @@ from tiny_nets import ConvBnNet, batches, train_model
 
 
 class MyConv(nn.Cell):
-    """A user's own convolution type, unknown to the package."""
+    """A user's own convolution type, unknown to the package (the README's example)."""
 
-    def __init__(self, in_channels=3, out_channels=4, weight=None):
+    def __init__(self, weight):
         super().__init__()
-        if weight is None:
-            weight = Tensor(np.random.default_rng(1).normal(size=(out_channels, in_channels, 3, 3)).astype(np.float32))
         self.weight = Parameter(weight, name="weight")
 
     def construct(self, x):
@@ -31,7 +29,7 @@ class MyConvSlbQuant(SlbQuantLayer):
 
 @pytest.fixture
 def my_conv_registered():
-    register_layer(MyConv, MyConvSlbQuant, lambda layer, weight: MyConv(weight=weight))
+    register_layer(MyConv, MyConvSlbQuant, deploy=lambda layer, weight: MyConv(weight))
     yield
     unregister_layer(MyConv)
 
@@ -39,7 +37,7 @@ def my_conv_registered():
 class MixedNet(nn.Cell):
     def __init__(self):
         super().__init__()
-        self.mine = MyConv(3, 4)
+        self.mine = MyConv(Tensor(np.random.default_rng(1).normal(size=(4, 3, 3, 3)).astype(np.float32)))
         self.conv = nn.Conv2d(4, 4, 3)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
