@@ -52,9 +52,9 @@ def float_checkpoint_bytes(config):
         return os.path.getsize(path)
 
 
-def size_report(net, export_format, path, config):
-    """Markdown: bytes of every stored parameter, totals, and the file against the float checkpoint."""
-    rows = size_rows(net, packed=export_format.packed)
+def size_report(rows, path, config):
+    """Markdown: bytes of every stored parameter (``size_rows``), totals, and the file against the
+    float checkpoint."""
     lines = [f"# Size of {os.path.basename(path)}", "",
              f"{config.quant_type} ResNet18 (width {config.width}, {config.class_num} classes), "
              f"file_format {config.file_format}.", "",
@@ -85,11 +85,13 @@ def run(config):
     sample = ms.Tensor(np.zeros((1, 3, config.eval_image_size, config.eval_image_size), np.float32))
     os.makedirs(config.output_path, exist_ok=True)
     base = os.path.join(config.output_path, config.file_name)
+    # Before writing: convert and packing turn the quantized layers into deployable ones in place.
+    rows = None if algo is None else size_rows(net, packed=export_format.packed)
     export_format.write(net, algo, sample, base)
     path = base + export_format.extension
     print(f"exported {config.quant_type} network from {checkpoint} to {path}")
-    if algo is not None:
-        report = size_report(net, export_format, path, config)
+    if rows is not None:
+        report = size_report(rows, path, config)
         with open(path + ".size.md", "w", encoding="utf-8") as stream:
             stream.write(report)
         print(report + f"saved {path}.size.md")
