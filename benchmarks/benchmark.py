@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from benchmark_results import save_results  # beside this script
+
 # The repository root: the recipe's ResNet18 and, when not installed, mindspore_slb itself.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -88,6 +90,8 @@ def measure(mode, bits, args):
     for _ in range(args.warmup):
         step()
     step_time = median_seconds(step, args.steps)
+    # Training's high-water mark, before the inference networks below add their own.
+    peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     inference_net = algo.convert(network) if algo else network
     # convert and packed_network both rewrite their network in place: the packed MINDIR comes from
     # a second network of the same shape (inference time does not depend on the weights' values).
@@ -112,7 +116,7 @@ def measure(mode, bits, args):
             times[name].append(median_seconds(lambda net=net: net(images).asnumpy(), 1))
     infer_time, twin_time = statistics.median(times["inference"]), statistics.median(times["float_twin"])
     result = {"mode": mode, "bits": bits, "first_step_s": first_step, "step_s": step_time,
-              "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+              "peak_rss_gb": peak_rss_gb,
               "infer_images_per_s": args.batch_size / infer_time,
               "infer_speed_vs_float_twin": twin_time / infer_time}
     if algo:
@@ -168,10 +172,7 @@ def main(argv=None):
     print(f"ResNet18 width {args.width}, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
           f"Momentum; median of {args.steps} steps; {args.device_target}, {os.cpu_count()} CPU cores")
     print(table(results))
-    with open(args.json, "w", encoding="utf-8") as out:
-        settings = {key: value for key, value in vars(args).items() if key != "worker"}
-        json.dump({"settings": settings, "results": results}, out, indent=2)
-    print(f"saved {args.json}")
+    save_results(args.json, args, results=results)
 
 
 if __name__ == "__main__":

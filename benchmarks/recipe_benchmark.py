@@ -23,6 +23,8 @@ import tempfile
 
 import numpy as np
 
+from benchmark_results import save_results  # beside this script
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATH_ENVIRONMENT = {"default": None, "fused": "1", "plain": "0"}
 CIFAR_RECORD_BYTES = 3073
@@ -141,10 +143,7 @@ def main(argv=None):
           f"{args.steps} steps per epoch, second epoch timed; median of {args.rounds} interleaved rounds; "
           f"{args.device_target}, {os.cpu_count()} CPU cores")
     print(table(rows))
-    with open(args.json, "w", encoding="utf-8") as out:
-        settings = {key: value for key, value in vars(args).items() if key != "worker"}
-        json.dump({"settings": settings, "rows": rows}, out, indent=2)
-    print(f"saved {args.json}")
+    save_results(args.json, args, rows=rows)
     return rows
 
 
