@@ -168,3 +168,36 @@ def test_layers_split_across_threads_match_reference(mode, num_candidates, weigh
     dout = rng.standard_normal(weights).astype(np.float32)
     for hard in (False, True):
         check(net, grad_net, logits, 3.0, hard, dout)
+
+
+class ScaledWeightNet(nn.Cell):
+    def __init__(self, op):
+        super().__init__()
+        self.op = op
+
+    def construct(self, logits, temperature, hard, scale):
+        return self.op(logits, temperature, hard, scale)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("num_candidates, shape", [(2, WEIGHT_SHAPE), (4, WEIGHT_SHAPE), (16, WEIGHT_SHAPE),
+                                                   (2, (300, 512)), (16, (40, 9, 3, 3))])
+def test_scaled_op_folds_the_channel_scale_into_weight_and_gradients(mode, num_candidates, shape):
+    """w = s[c] * v(a); d logits = the unscaled gradient for dout * s; d s[c] = sum over c of dout * v(a)."""
+    mindspore.set_context(mode=mode)
+    net = ScaledWeightNet(soft_weight_op(num_candidates, scaled=True))
+    grad_net = ops.GradOperation(get_all=True, sens_param=True)(net)
+    rng = np.random.default_rng(num_candidates)
+    logits = rng.standard_normal((num_candidates,) + shape).astype(np.float32)
+    scale = rng.uniform(0.01, 2.0, shape[0]).astype(np.float32)
+    dout = rng.standard_normal(shape).astype(np.float32)
+    broadcast = scale.reshape((-1,) + (1,) * (len(shape) - 1)).astype(np.float64)
+    for hard in (False, True):
+        args = (Tensor(logits), scalar(3.0), scalar(1.0 if hard else 0.0), Tensor(scale))
+        weight = net(*args).asnumpy()
+        dlogits, _, _, dscale = (grad.asnumpy() for grad in grad_net(*args, Tensor(dout)))
+        unscaled, expected_dlogits = reference(logits, 3.0, hard, dout * broadcast)
+        np.testing.assert_allclose(weight, broadcast * unscaled, rtol=0, atol=4e-6)
+        np.testing.assert_allclose(dlogits, expected_dlogits, rtol=0, atol=1e-5 * np.abs(dout).max())
+        expected_dscale = (dout * unscaled).reshape(shape[0], -1).sum(axis=1)
+        np.testing.assert_allclose(dscale, expected_dscale, rtol=1e-5, atol=1e-4)

@@ -72,6 +72,25 @@ def test_scale_and_logits_both_get_gradients(mode, rng):
     assert np.abs(logits_grad.asnumpy()).max() > 0
 
 
+@pytest.mark.parametrize("bits", [1, 4])
+def test_fused_and_plain_paths_give_the_same_scale_and_logit_gradients(mode, bits, rng, monkeypatch):
+    """The fused kernel applies the scale itself (one op in place of a multiply and two gradients)."""
+    conv = small_conv(rng)
+    x = Tensor(rng.normal(size=(2, 8, 6, 6)).astype(np.float32))
+    scale = Tensor(rng.uniform(0.5, 2.0, 6).astype(np.float32))
+    gradients = []
+    for native_setting in ("1", "0"):
+        monkeypatch.setenv("MINDSPORE_SLB_NATIVE", native_setting)
+        quant = Conv2dSlbQuant(conv, bits, weight_scale=True)
+        assert quant.weight_quantizer().weight_is_fused == (native_setting == "1")
+        quant.weight_scale.set_data(scale)
+        quant.set_train(True)
+        gradients.append([grad.asnumpy() for grad in GradOfScale(quant)(x)])
+    (fused_scale, fused_logits), (plain_scale, plain_logits) = gradients
+    np.testing.assert_allclose(fused_scale, plain_scale, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fused_logits, plain_logits, rtol=1e-4, atol=1e-5)
+
+
 def test_scale_off_gives_bare_candidates():
     algo = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT2})
     algo.set_enable_weight_scale(False)

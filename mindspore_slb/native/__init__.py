@@ -39,7 +39,7 @@ _FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-pthread", "-sha
 
 _lock = threading.Lock()
 _libraries = {}  # (cache dir, compiler) -> path of the built library, or None after a failure
-_ops = {}  # library path -> forward Custom op (its bprop holds the backward op)
+_ops = {}  # library path -> (unscaled, scaled) forward Custom ops (their bprops hold the backward ops)
 _warned = set()
 
 
@@ -127,7 +127,8 @@ def _library():
         return _libraries[key]
 
 
-def _make_op(library):
+def _make_ops(library):
+    """(unscaled, scaled) forward Custom ops of the library; their bprops hold the backward ops."""
     backward = ops.Custom(
         f"{library}:SlbSoftWeightBackward",
         out_shape=lambda logits, temperature, hard, dout: logits,
@@ -147,18 +148,38 @@ def _make_op(library):
         func_type="aot",
         bprop=bprop,
     )
-    return forward
+    scaled_backward = ops.Custom(
+        f"{library}:SlbScaledWeightBackward",
+        out_shape=lambda logits, temperature, hard, scale, dout: (logits, scale),
+        out_dtype=lambda logits, temperature, hard, scale, dout: (logits, scale),
+        func_type="aot",
+    )
+
+    def scaled_bprop(logits, temperature, hard, scale, out, dout):
+        dlogits, dscale = scaled_backward(logits, temperature, hard, scale, dout)
+        return dlogits, ops.zeros_like(temperature), ops.zeros_like(hard), dscale
+
+    scaled_forward = ops.Custom(
+        f"{library}:SlbScaledWeightForward",
+        out_shape=lambda logits, temperature, hard, scale: logits[1:],
+        out_dtype=lambda logits, temperature, hard, scale: logits,
+        func_type="aot",
+        bprop=scaled_bprop,
+    )
+    return forward, scaled_forward
 
 
-def soft_weight_op(num_candidates):
+def soft_weight_op(num_candidates, scaled=False):
     """Fused SLB weight op for `num_candidates` (K >= 2) values linspace(-1, 1, K), or None.
 
-    The op is called as `op(logits, temperature, hard_flag)`: logits float32 [K, *W], temperature
-    and hard_flag float32 tensors (or Parameters) of one element, shape [1] or (); it returns
-    float32 [*W]. Changing the temperature or the flag does not recompile a graph. The kernel
-    reads K from the logits' leading axis, so one op serves every K. None (with one logged
-    warning) when MINDSPORE_SLB_NATIVE=0, the device target is not CPU, g++ is not on PATH, the
-    build fails or MindSpore refuses the library (MS_CUSTOM_AOT_WHITE_LIST).
+    The op is called as `op(logits, temperature, hard_flag)`: logits float32 or float16
+    [K, *W], temperature and hard_flag tensors (or Parameters) of one element, shape [1] or ();
+    it returns [*W] in the logits' dtype. With `scaled`, it is `op(logits, temperature,
+    hard_flag, scale)` with scale [W[0]] multiplying each output channel's weights, and its
+    gradient reaches the scale too. Changing the temperature or the flag does not recompile a
+    graph. The kernel reads K from the logits' leading axis, so one op serves every K. None
+    (with one logged warning) when MINDSPORE_SLB_NATIVE=0, the device target is not CPU, g++ is
+    not on PATH, the build fails or MindSpore refuses the library (MS_CUSTOM_AOT_WHITE_LIST).
     """
     if not isinstance(num_candidates, int) or num_candidates < 2:
         raise ValueError(f"num_candidates must be an int >= 2, but got {num_candidates!r}")
@@ -175,8 +196,8 @@ def soft_weight_op(num_candidates):
     with _lock:
         if library not in _ops:
             try:
-                _ops[library] = _make_op(library)
+                _ops[library] = _make_ops(library)
             except TypeError as error:  # e.g. the cache dir is outside MS_CUSTOM_AOT_WHITE_LIST
                 _warn_once(f"MindSpore refused the kernel library ({error})")
                 return None
-        return _ops[library]
+        return _ops[library][1 if scaled else 0]
