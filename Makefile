@@ -1,5 +1,5 @@
 # make demo: install, then train W1 SLB ResNet18 on the bundled digits data and evaluate it
-#            (quantized and converted network); about 4-5 minutes on 2 CPU cores.
+#            (quantized and converted network); about 2.5 minutes on 2 CPU cores, install included.
 # make test: install the test requirements and run the test suite.
 # Both install through constraints.txt: the exact versions the suite was last run against.
 PYTHON ?= python3

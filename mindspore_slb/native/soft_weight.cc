@@ -279,22 +279,53 @@ bool logits_extent(int ndim, const int64_t *shape, int64_t *K, int64_t *N) {
   return true;
 }
 
+// The weight v(a) of logits a[K, N]: the argmax candidate (hard) or the softmax mean (soft).
+void weight_of(const float *a, int64_t K, int64_t N, float T, bool hard, float *w) {
+  if (hard) {
+    hard_forward(a, K, N, w);
+  } else {
+    soft_forward(a, K, N, T, w);
+  }
+}
+
+// The logits' gradient for upstream gradient g of v(a): none for the hard weight.
+void logits_gradient(const float *a, int64_t K, int64_t N, float T, bool hard, const float *g, float *da) {
+  if (hard) {
+    std::memset(da, 0, sizeof(float) * K * N);
+  } else {
+    soft_backward(a, K, N, T, g, da);
+  }
+}
+
+// Checks what every entry point shares (count and dtypes of its tensors, the logits' shape) and
+// reads K, N, the temperature and the hard flag, the first three inputs.
+bool read_common(int nparam, int expected, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                 int64_t *K, int64_t *N, float *T, bool *hard) {
+  if (nparam != expected || !all_floating(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], K, N)) {
+    return false;
+  }
+  *T = read_scalar(params[1], dtypes[1]);
+  *hard = read_scalar(params[2], dtypes[2]) > 0.5f;
+  return true;
+}
+
+// Whether input `index` is a scale [C] for logits [K, C, ...].
+bool scale_fits(int *ndims, int64_t **shapes, int index) {
+  return ndims[0] >= 2 && ndims[index] == 1 && shapes[index][0] == shapes[0][1];
+}
+
 }  // namespace
 
 // Inputs: logits [K, ...], temperature [1], hard flag [1] (> 0.5: hard). Output: w [...].
 extern "C" int SlbSoftWeightForward(int nparam, void **params, int *ndims, int64_t **shapes,
                                     const char **dtypes, void *, void *) {
   int64_t K, N;
-  if (nparam != 4 || !all_floating(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], &K, &N)) return 1;
+  float T;
+  bool hard;
+  if (!read_common(nparam, 4, params, ndims, shapes, dtypes, &K, &N, &T, &hard)) return 1;
   Float32View a(params[0], dtypes[0], K * N, true);
-  const float T = read_scalar(params[1], dtypes[1]);
-  const bool hard = read_scalar(params[2], dtypes[2]) > 0.5f;
   Float32View w(params[3], dtypes[3], N, false);
-  if (hard) {
-    hard_forward(a.data(), K, N, w.data());
-  } else {
-    soft_forward(a.data(), K, N, T, w.data());
-  }
+  weight_of(a.data(), K, N, T, hard, w.data());
   w.narrow_into_tensor();
   return 0;
 }
@@ -303,17 +334,13 @@ extern "C" int SlbSoftWeightForward(int nparam, void **params, int *ndims, int64
 extern "C" int SlbSoftWeightBackward(int nparam, void **params, int *ndims, int64_t **shapes,
                                      const char **dtypes, void *, void *) {
   int64_t K, N;
-  if (nparam != 5 || !all_floating(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], &K, &N)) return 1;
+  float T;
+  bool hard;
+  if (!read_common(nparam, 5, params, ndims, shapes, dtypes, &K, &N, &T, &hard)) return 1;
   Float32View a(params[0], dtypes[0], K * N, true);
-  const float T = read_scalar(params[1], dtypes[1]);
-  const bool hard = read_scalar(params[2], dtypes[2]) > 0.5f;
   Float32View g(params[3], dtypes[3], N, true);
   Float32View da(params[4], dtypes[4], K * N, false);
-  if (hard) {
-    std::memset(da.data(), 0, sizeof(float) * K * N);
-  } else {
-    soft_backward(a.data(), K, N, T, g.data(), da.data());
-  }
+  logits_gradient(a.data(), K, N, T, hard, g.data(), da.data());
   da.narrow_into_tensor();
   return 0;
 }
@@ -325,19 +352,16 @@ extern "C" int SlbSoftWeightBackward(int nparam, void **params, int *ndims, int6
 extern "C" int SlbScaledWeightForward(int nparam, void **params, int *ndims, int64_t **shapes,
                                       const char **dtypes, void *, void *) {
   int64_t K, N;
-  if (nparam != 5 || !all_floating(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], &K, &N) ||
-      ndims[0] < 2 || ndims[3] != 1 || shapes[3][0] != shapes[0][1]) return 1;
+  float T;
+  bool hard;
+  if (!read_common(nparam, 5, params, ndims, shapes, dtypes, &K, &N, &T, &hard) || !scale_fits(ndims, shapes, 3)) {
+    return 1;
+  }
   const int64_t C = shapes[3][0], inner = N / C;
   Float32View a(params[0], dtypes[0], K * N, true);
-  const float T = read_scalar(params[1], dtypes[1]);
-  const bool hard = read_scalar(params[2], dtypes[2]) > 0.5f;
   Float32View scale(params[3], dtypes[3], C, true);
   Float32View w(params[4], dtypes[4], N, false);
-  if (hard) {
-    hard_forward(a.data(), K, N, w.data());
-  } else {
-    soft_forward(a.data(), K, N, T, w.data());
-  }
+  weight_of(a.data(), K, N, T, hard, w.data());
   const float *s = scale.data();
   float *out = w.data();
   for_weight_ranges(K, N, [=](int64_t begin, int64_t end) {
@@ -353,31 +377,25 @@ extern "C" int SlbScaledWeightForward(int nparam, void **params, int *ndims, int
 extern "C" int SlbScaledWeightBackward(int nparam, void **params, int *ndims, int64_t **shapes,
                                        const char **dtypes, void *, void *) {
   int64_t K, N;
-  if (nparam != 7 || !all_floating(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], &K, &N) ||
-      ndims[0] < 2 || ndims[3] != 1 || shapes[3][0] != shapes[0][1]) return 1;
+  float T;
+  bool hard;
+  if (!read_common(nparam, 7, params, ndims, shapes, dtypes, &K, &N, &T, &hard) || !scale_fits(ndims, shapes, 3)) {
+    return 1;
+  }
   const int64_t C = shapes[3][0], inner = N / C;
   Float32View a(params[0], dtypes[0], K * N, true);
-  const float T = read_scalar(params[1], dtypes[1]);
-  const bool hard = read_scalar(params[2], dtypes[2]) > 0.5f;
   Float32View scale(params[3], dtypes[3], C, true);
   Float32View g(params[4], dtypes[4], N, true);
   Float32View da(params[5], dtypes[5], K * N, false);
   Float32View ds(params[6], dtypes[6], C, false);
-  std::vector<float> unscaled(static_cast<size_t>(N));
-  if (hard) {
-    hard_forward(a.data(), K, N, unscaled.data());
-    std::memset(da.data(), 0, sizeof(float) * K * N);
-  } else {
-    soft_forward(a.data(), K, N, T, unscaled.data());
-    std::vector<float> scaled_g(static_cast<size_t>(N));
-    const float *s = scale.data(), *gin = g.data();
-    float *sg = scaled_g.data();
-    for_weight_ranges(K, N, [=](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) sg[i] = gin[i] * s[i / inner];
-    });
-    soft_backward(a.data(), K, N, T, sg, da.data());
-  }
-  const float *gin = g.data(), *v = unscaled.data();
+  std::vector<float> unscaled(static_cast<size_t>(N)), scaled_g(static_cast<size_t>(N));
+  weight_of(a.data(), K, N, T, hard, unscaled.data());
+  const float *s = scale.data(), *gin = g.data(), *v = unscaled.data();
+  float *sg = scaled_g.data();
+  for_weight_ranges(K, N, [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) sg[i] = gin[i] * s[i / inner];
+  });
+  logits_gradient(a.data(), K, N, T, hard, sg, da.data());
   float *dscale = ds.data();
   for (int64_t c = 0; c < C; ++c) {
     double total = 0.0;  // a channel sums thousands of terms
