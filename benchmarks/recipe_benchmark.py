@@ -26,9 +26,9 @@ import numpy as np
 from benchmark_results import save_results  # beside this script
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+from slb_recipe.dataset import CIFAR_RECORD_BYTES, CIFAR_RECORDS_PER_FILE  # noqa: E402  the loader's layout
 PATH_ENVIRONMENT = {"default": None, "fused": "1", "plain": "0"}
-CIFAR_RECORD_BYTES = 3073
-CIFAR_RECORDS_PER_FILE = 10000  # what MindSpore's Cifar10Dataset expects of every file
 
 
 def parse_args(argv=None):
@@ -63,7 +63,6 @@ def write_cifar10_files(folder):
 
 def measure(args, data, output, width, quant_type):
     """Per-step milliseconds of the second epoch of one recipe run, in this process."""
-    sys.path.insert(0, REPO_ROOT)
     from slb_recipe import train  # pylint: disable=import-outside-toplevel
     from slb_recipe.config import parse_args as recipe_args  # pylint: disable=import-outside-toplevel
 

@@ -4,11 +4,12 @@ import os
 import numpy as np
 from PIL import Image
 
+# MindSpore's Cifar10Dataset reads files of exactly this many records: smaller ones fail when iterated.
+from slb_recipe.dataset import CIFAR_RECORDS_PER_FILE
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS_DIR = os.path.join(REPO_ROOT, "scripts")
 
-# MindSpore's Cifar10Dataset reads files of exactly this many records: smaller ones fail when iterated.
-CIFAR_RECORDS_PER_FILE = 10000
 CIFAR_SIDE = 32
 
 

@@ -37,6 +37,10 @@ PARALLEL_MIN_LOGITS = 1 << 16
 _FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-pthread", "-shared", "-fPIC", "-std=c++17",
           f"-DSLB_PARALLEL_MIN_LOGITS={PARALLEL_MIN_LOGITS}")
 
+# Every function the package calls in the library.
+_ENTRY_POINTS = ("SlbSoftWeightForward", "SlbSoftWeightBackward", "SlbScaledWeightForward",
+                 "SlbScaledWeightBackward", "SlbThreadsFor")
+
 _lock = threading.Lock()
 _libraries = {}  # (cache dir, compiler) -> path of the built library, or None after a failure
 _ops = {}  # library path -> (unscaled, scaled) forward Custom ops (their bprops hold the backward ops)
@@ -104,7 +108,7 @@ def _loadable(path):
         library = ctypes.CDLL(path)
     except OSError:
         return False
-    return all(hasattr(library, name) for name in ("SlbSoftWeightForward", "SlbSoftWeightBackward"))
+    return all(hasattr(library, name) for name in _ENTRY_POINTS)
 
 
 def _library():
