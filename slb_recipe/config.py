@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import yaml
 
+from slb_recipe.dataset import DATASETS
 from slb_recipe.lr_schedule import DECAY_MODES
 from slb_recipe.resnet import CONV_INITS, DENSE_INITS
 
@@ -48,9 +49,10 @@ class Option:
 
 OPTIONS = {
     # data
-    "dataset": Option(str, "cifar10", "which data set data_path holds", ("cifar10", "imagenet", "digits")),
+    "dataset": Option(str, "cifar10", "which data set data_path holds", DATASETS),
     "data_path": Option(str, "", "cifar10: folder with data_batch_*.bin and test_batch.bin; "
-                                 "imagenet: folder with train/ and val/; digits: unused"),
+                                 "imagenet: folder with train/ and val/; fashion_mnist: folder with the four "
+                                 "idx files (train-images-idx3-ubyte.gz, ...); digits: unused"),
     "class_num": Option(int, 10, "number of classes", minimum=2),
     "batch_size": Option(int, 32, "batch size per worker", minimum=1),
     "train_image_size": Option(int, 224, "training image side in pixels", minimum=8),

@@ -1,10 +1,13 @@
-"""Input pipelines: CIFAR-10 binary files, ImageNet-style folders and scikit-learn's digits.
+"""Input pipelines: CIFAR-10 binary files, ImageNet-style folders, Fashion-MNIST's idx files and
+scikit-learn's digits.
 
 Each returns a batched mindspore Dataset of (image float32 NCHW, label int32). For data-parallel
 training every rank passes its rank_id / rank_size and reads a disjoint shard.
 """
 import glob
+import gzip
 import os
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,10 +17,19 @@ import mindspore.dataset.vision as vision
 from mindspore import dtype as mstype
 from PIL import Image
 
-DATASETS = ("cifar10", "imagenet", "digits")
-CIFAR_MEAN, CIFAR_STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
-IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
-DIGITS_MEAN, DIGITS_STD = (127.5,) * 3, (127.5,) * 3
+DATASETS = ("cifar10", "imagenet", "digits", "fashion_mnist")
+# Per-channel (mean, std) of each data set's training images, in pixel units (0..255).
+NORMALIZATION = {
+    "cifar10": ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
+    "imagenet": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+    "digits": ((127.5,) * 3, (127.5,) * 3),
+    "fashion_mnist": ((72.9,) * 3, (90.0,) * 3),
+}
+# The four files Fashion-MNIST's authors publish (gzip-compressed idx), per split: images, labels.
+FASHION_MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                       False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+# idx header: two zero bytes, the element type (0x08: unsigned byte), then the number of dimensions.
+IDX_UBYTE = 0x08
 # Share of the 1,797 digits kept for evaluation; the split is fixed so every run sees the same one.
 DIGITS_EVAL_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
@@ -42,7 +54,8 @@ def create_dataset(dataset, data_path, do_train, batch_size, image_size, num_sam
     class_num, when given, must exceed every label of the split.
     """
     _check_arguments(dataset, batch_size, image_size, num_samples, rank_id, rank_size)
-    read = {"cifar10": _read_cifar10, "imagenet": _read_imagenet, "digits": _read_digits}[dataset]
+    read = {"cifar10": _read_cifar10, "imagenet": _read_imagenet, "digits": _read_digits,
+            "fashion_mnist": _read_fashion_mnist}[dataset]
     data, label_count = read(data_path, do_train, num_parallel_workers)
     if class_num is not None and label_count > class_num:
         raise DataPathError(f"the {dataset} data{_at(data_path)} has labels 0..{label_count - 1}, outside "
@@ -202,6 +215,64 @@ def digits_split(do_train):
     return images[chosen], digits.target[chosen].astype(np.int32)
 
 
+def _read_fashion_mnist(data_path, do_train, num_parallel_workers):
+    images, labels = fashion_mnist_split(data_path, do_train)
+    data = ds.NumpySlicesDataset({"image": images, "label": labels}, shuffle=False,
+                                 num_parallel_workers=num_parallel_workers)
+    return data, int(labels.max()) + 1
+
+
+def fashion_mnist_split(data_path, do_train):
+    """Fashion-MNIST's training or test split from data_path as uint8 RGB images (HWC) and labels.
+
+    Reads the authors' gzip-compressed idx files, or the same files decompressed (no .gz).
+    """
+    image_name, label_name = FASHION_MNIST_FILES[do_train]
+    grey = read_idx(_idx_path(data_path, image_name), dimensions=3)
+    labels = read_idx(_idx_path(data_path, label_name), dimensions=1)
+    if len(grey) != len(labels):
+        raise DataPathError(f"Fashion-MNIST files in '{data_path}' disagree: {image_name} holds {len(grey)} "
+                            f"images, {label_name} {len(labels)} labels")
+    return np.repeat(grey[..., None], 3, axis=-1), labels.astype(np.int32)
+
+
+def _idx_path(data_path, name):
+    for candidate in (name + ".gz", name):
+        path = os.path.join(data_path, candidate)
+        if os.path.isfile(path):
+            return path
+    raise DataPathError(f"data_path '{data_path}' holds no Fashion-MNIST file {name}.gz (expected the four idx "
+                        "files; 'apt-get install dataset-fashion-mnist' puts them in /usr/share/datasets/fashion-mnist)")
+
+
+def read_idx(path, dimensions):
+    """The unsigned-byte array of an idx file (gzip-compressed when its name ends in .gz).
+
+    The header, the size it declares and the bytes present must agree, so a truncated or foreign
+    file is refused here rather than mid-epoch.
+    """
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as stream:
+                content = stream.read()
+        else:
+            with open(path, "rb") as stream:
+                content = stream.read()
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataPathError(f"idx file '{path}' cannot be read ({' '.join(str(error).split())}): "
+                            "truncated or not gzip") from error
+    header_size = 4 + 4 * dimensions
+    if len(content) < header_size or content[:4] != bytes([0, 0, IDX_UBYTE, dimensions]):
+        raise DataPathError(f"'{path}' is not an idx file of {dimensions}-dimensional unsigned bytes "
+                            f"(header {content[:4].hex() or 'missing'}, expected {bytes([0, 0, IDX_UBYTE, dimensions]).hex()})")
+    shape = tuple(int(size) for size in np.frombuffer(content, ">u4", dimensions, offset=4))
+    expected = int(np.prod(shape))
+    if len(content) - header_size != expected:
+        raise DataPathError(f"idx file '{path}' declares shape {shape} ({expected} bytes) but holds "
+                            f"{len(content) - header_size} bytes: truncated or damaged")
+    return np.frombuffer(content, np.uint8, offset=header_size).reshape(shape)
+
+
 def _image_transforms(dataset, do_train, image_size):
     if dataset == "imagenet":
         if do_train:
@@ -209,12 +280,10 @@ def _image_transforms(dataset, do_train, image_size):
         else:
             # Resize to the usual 256/224 ratio, then take the centre, as ImageNet evaluation does.
             head = [vision.Decode(), vision.Resize(int(image_size * 256 / 224)), vision.CenterCrop(image_size)]
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
     elif dataset == "cifar10":
         head = [vision.RandomCrop(32, padding=4), vision.RandomHorizontalFlip()] if do_train else []
         head.append(vision.Resize(image_size))
-        mean, std = CIFAR_MEAN, CIFAR_STD
     else:
         head = [vision.Resize(image_size)]
-        mean, std = DIGITS_MEAN, DIGITS_STD
+    mean, std = NORMALIZATION[dataset]
     return head + [vision.Normalize(mean=mean, std=std), vision.HWC2CHW()]

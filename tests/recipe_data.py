@@ -1,4 +1,5 @@
 """Helpers of the recipe tests: tiny generated data sets, tiny runs."""
+import gzip
 import os
 
 import numpy as np
@@ -44,6 +45,25 @@ def write_image_folder(root, class_num=3, per_class=4, side=24, seed=0):
     return root
 
 
+def idx_bytes(array):
+    """An array of unsigned bytes in the idx format: zero, zero, type 0x08, dimensions, sizes (big-endian)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    return header + np.ascontiguousarray(array, np.uint8).tobytes()
+
+
+def write_fashion_mnist(folder, train_count=40, test_count=20, seed=0):
+    """The four gzip-compressed idx files of Fashion-MNIST, with few 28x28 grey images."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, count in (("train", train_count), ("t10k", test_count)):
+        labels = rng.integers(0, 10, size=count).astype(np.uint8)
+        grey = class_images(labels, 28, rng)[..., 0]
+        for kind, array in (("images-idx3", grey), ("labels-idx1", labels)):
+            with gzip.open(os.path.join(folder, f"{prefix}-{kind}-ubyte.gz"), "wb") as stream:
+                stream.write(idx_bytes(array))
+    return folder
+
+
 def tiny_args(output_path, **overrides):
     """Command-line arguments of a tiny, deterministic run on the digits data."""
     settings = {
@@ -63,8 +83,12 @@ _GENERATED = {}
 
 
 def shared_data(kind, tmp_path_factory):
-    """Generate each kind of data ('cifar10' or 'imagenet') once per test session."""
+    """Generate each kind of data ('cifar10', 'imagenet' or 'fashion_mnist') once per test session;
+    digits needs no files."""
+    if kind == "digits":
+        return ""
     if kind not in _GENERATED:
-        folder = str(tmp_path_factory.mktemp(kind))
-        _GENERATED[kind] = write_cifar10_binary(folder) if kind == "cifar10" else write_image_folder(folder)
+        write = {"cifar10": write_cifar10_binary, "imagenet": write_image_folder,
+                 "fashion_mnist": write_fashion_mnist}[kind]
+        _GENERATED[kind] = write(str(tmp_path_factory.mktemp(kind)))
     return _GENERATED[kind]

@@ -26,7 +26,7 @@ def error_line(argv):
 
 
 def test_shipped_configs_list_every_key_and_load():
-    assert len(CONFIG_FILES) == 3
+    assert len(CONFIG_FILES) == 4
     for path in CONFIG_FILES:
         with open(path, encoding="utf-8") as stream:
             assert set(yaml.safe_load(stream)) == set(recipe_config.OPTIONS), path

@@ -1,13 +1,15 @@
 """Recipe data pipelines and the ResNet18 model."""
+import gzip
 import os
 
 import numpy as np
 import pytest
 import mindspore as ms
 
-from recipe_data import shared_data, write_image_folder
+from recipe_data import idx_bytes, shared_data, write_fashion_mnist, write_image_folder
 
-from slb_recipe.dataset import DataPathError, EpochOrderSampler, create_dataset, digits_split
+from slb_recipe.dataset import (DataPathError, EpochOrderSampler, create_dataset, digits_split,
+                                fashion_mnist_split)
 from slb_recipe.resnet import resnet18
 
 
@@ -114,9 +116,9 @@ def test_shuffled_order_is_a_function_of_seed_and_epoch():
     assert list(EpochOrderSampler(101, 3, 0, False, num_samples=5)) == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("dataset", ["cifar10", "imagenet", "digits"])
+@pytest.mark.parametrize("dataset", ["cifar10", "imagenet", "digits", "fashion_mnist"])
 def test_every_loader_resumes_the_shuffled_order_of_its_epoch(dataset, tmp_path_factory):
-    path = shared_data(dataset, tmp_path_factory) if dataset != "digits" else ""
+    path = shared_data(dataset, tmp_path_factory)
 
     def labels_per_epoch(first_epoch, epochs):
         data = create_dataset(dataset, path, True, batch_size=4, image_size=16, num_samples=12, seed=7,
@@ -168,3 +170,64 @@ def test_resnet18_rejects_unknown_options():
         resnet18(conv_init="Orthogonal")
     with pytest.raises(ValueError, match="width"):
         resnet18(width=0)
+
+
+def test_fashion_mnist_idx_files_become_rgb_batches(tmp_path_factory):
+    folder = shared_data("fashion_mnist", tmp_path_factory)
+    images, labels = fashion_mnist_split(folder, True)
+    with gzip.open(os.path.join(folder, "train-images-idx3-ubyte.gz")) as stream:
+        grey = np.frombuffer(stream.read()[16:], np.uint8).reshape(-1, 28, 28)
+    # The grey image repeated as three equal channels, labels in file order.
+    assert images.shape == (40, 28, 28, 3) and (images == grey[..., None]).all()
+    assert labels.dtype == np.int32 and len(labels) == 40
+    (batch_images, batch_labels), = batches(create_dataset("fashion_mnist", folder, False, batch_size=32,
+                                                           image_size=32, num_samples=20))
+    assert batch_images.shape == (20, 3, 32, 32) and batch_images.dtype == np.float32
+    assert batch_labels.tolist() == fashion_mnist_split(folder, False)[1].tolist()
+
+
+def test_fashion_mnist_reads_decompressed_files_too(tmp_path):
+    folder = write_fashion_mnist(str(tmp_path / "gz"), train_count=6, test_count=4)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in os.listdir(folder):
+        with gzip.open(os.path.join(folder, name)) as stream:
+            (plain / name[:-len(".gz")]).write_bytes(stream.read())
+    for split in (True, False):
+        assert all((a == b).all() for a, b in zip(fashion_mnist_split(str(plain), split),
+                                                  fashion_mnist_split(folder, split)))
+
+
+def _one_line_error(folder, match):
+    with pytest.raises(DataPathError) as raised:
+        create_dataset("fashion_mnist", folder, True, batch_size=4, image_size=16)
+    message = str(raised.value)
+    assert "\n" not in message and match in message, message
+    return message
+
+
+def test_fashion_mnist_bad_files_are_one_line_errors(tmp_path):
+    folder = write_fashion_mnist(str(tmp_path), train_count=6, test_count=4)
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    labels = tmp_path / "train-labels-idx1-ubyte.gz"
+    good_images, good_labels = images.read_bytes(), labels.read_bytes()
+
+    images.write_bytes(good_images[:len(good_images) // 2])
+    _one_line_error(folder, "cannot be read")  # a cut gzip stream
+
+    with gzip.open(images, "wb") as stream:
+        stream.write(gzip.decompress(good_images)[:-100])
+    assert "declares shape (6, 28, 28) (4704 bytes) but holds 4604 bytes" in _one_line_error(folder, "truncated")
+
+    with gzip.open(images, "wb") as stream:
+        stream.write(idx_bytes(np.zeros((6, 28), np.uint8)))
+    _one_line_error(folder, "is not an idx file of 3-dimensional unsigned bytes")
+
+    images.write_bytes(good_images)
+    with gzip.open(labels, "wb") as stream:
+        stream.write(idx_bytes(np.zeros(5, np.uint8)))
+    _one_line_error(folder, "holds 6 images, train-labels-idx1-ubyte 5 labels")
+
+    labels.write_bytes(good_labels)
+    images.unlink()
+    assert "dataset-fashion-mnist" in _one_line_error(folder, "holds no Fashion-MNIST file train-images-idx3-ubyte.gz")

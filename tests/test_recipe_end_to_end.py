@@ -101,6 +101,13 @@ def test_image_folder_train_eval_export(mode_name, quant_type, tmp_path, tmp_pat
         assert evaluated["converted"] == evaluated["quantized"]
 
 
+def test_fashion_mnist_w2_train_eval_export(tmp_path, tmp_path_factory, capsys):
+    args = tiny_args(tmp_path, dataset="fashion_mnist", data_path=shared_data("fashion_mnist", tmp_path_factory),
+                     quant_type="W2", mode_name="GRAPH", t_start_time=0.5, t_end_time=1.0)
+    _, evaluated = run_recipe(args, steps_per_epoch=2, capsys=capsys)
+    assert evaluated["converted"] == evaluated["quantized"]
+
+
 def test_eval_of_a_checkpoint_from_another_recipe_is_a_one_line_error(tmp_path, capsys):
     args = tiny_args(tmp_path, quant_type="W32", epoch_size=1, warmup_epochs=0)
     checkpoint = train.main(args)["checkpoint"]
