@@ -6,11 +6,19 @@ of the following steps, records its peak resident memory, and times inference of
 (converted to plain discrete weights for SLB) against a float twin in the same process; for
 SLB, the same rounds time the exported MINDIR whose weights stay bit-packed and are unpacked in its
 graph (export's MINDIR_PACKED) against the converted network's MINDIR. The
-table prints absolute figures and ratios to the float network of the same mode; --json saves
-everything.
+configurations run in interleaved rounds, so that a change in the machine's load hits every
+configuration of a round alike; each ratio to the float network of the same mode is taken within
+its round, and the table prints the median over rounds with the range the rounds spanned. --json
+saves everything, every round included.
+
+With --baseline_tree, every configuration is also measured with the mindspore_slb of another
+checkout (e.g. `git worktree add /tmp/before <commit>`), in the same rounds, right after the
+current code's: a before/after comparison on one machine in one run. A tree that predates the
+packed MINDIR export leaves those columns empty.
 
     python benchmarks/benchmark.py                       # ResNet18, 32x32, batch 32, GRAPH and PYNATIVE
-    python benchmarks/benchmark.py --bits 1 --modes GRAPH --steps 5
+    python benchmarks/benchmark.py --bits 1 --modes GRAPH --steps 5 --rounds 1
+    python benchmarks/benchmark.py --baseline_tree /tmp/before --rounds 3
 """
 import argparse
 import json
@@ -40,11 +48,17 @@ def parse_args(argv=None):
     parser.add_argument("--bits", type=int, nargs="+", default=[1, 2, 4], choices=[1, 2, 4])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
+    parser.add_argument("--baseline_tree", help="another checkout whose mindspore_slb is measured alongside")
     parser.add_argument("--json", default="benchmark.json", help="where to save the results")
-    parser.add_argument("--worker", nargs=2, metavar=("MODE", "BITS"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=3, metavar=("MODE", "BITS", "TREE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps < 5:
         parser.error(f"--steps must be at least 5, got {args.steps}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.baseline_tree and not os.path.isfile(os.path.join(args.baseline_tree, "mindspore_slb", "__init__.py")):
+        parser.error(f"--baseline_tree '{args.baseline_tree}' holds no mindspore_slb package")
     return args
 
 
@@ -57,14 +71,19 @@ def median_seconds(run, repeats):
     return statistics.median(times)
 
 
-def measure(mode, bits, args):
-    """One configuration, in this process; bits 0 is the float network."""
+def measure(mode, bits, args, tree=None):
+    """One configuration, in this process; bits 0 is the float network. tree: the checkout whose
+    mindspore_slb is measured (None: this one)."""
+    if tree:
+        sys.path.insert(0, tree)
     import mindspore as ms
     import numpy as np
     from mindspore import Tensor, nn
 
     from slb_recipe.resnet import resnet18
-    from mindspore_slb import QuantDtype, SlbQuantAwareTraining, packed_network
+    import mindspore_slb
+    from mindspore_slb import QuantDtype, SlbQuantAwareTraining
+    packed_network = getattr(mindspore_slb, "packed_network", None)
 
     ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
     ms.set_device(args.device_target)
@@ -95,13 +114,14 @@ def measure(mode, bits, args):
     inference_net = algo.convert(network) if algo else network
     # convert and packed_network both rewrite their network in place: the packed MINDIR comes from
     # a second network of the same shape (inference time does not depend on the weights' values).
-    packed_net = packed_network(algo.apply(resnet18(class_num=10, width=args.width))) if algo else None
+    packed_net = packed_network(algo.apply(resnet18(class_num=10, width=args.width))) \
+        if algo and packed_network else None
     # Inference is compared with a float twin in this process, timed alternately: across
     # processes, this machine's noise is larger than any difference between the two networks.
     # For SLB, the same rounds time the MINDIR with bit-packed weights unpacked in its graph (what
     # export's MINDIR_PACKED writes) against the converted network's MINDIR, both as nn.GraphCell.
     networks = {"inference": inference_net, "float_twin": resnet18(class_num=10, width=args.width)}
-    if algo:
+    if packed_net:
         with tempfile.TemporaryDirectory() as folder:
             for name, net in (("converted_mindir", inference_net), ("packed_mindir", packed_net)):
                 ms.export(net, images, file_name=os.path.join(folder, name), file_format="MINDIR")
@@ -119,7 +139,7 @@ def measure(mode, bits, args):
               "peak_rss_gb": peak_rss_gb,
               "infer_images_per_s": args.batch_size / infer_time,
               "infer_speed_vs_float_twin": twin_time / infer_time}
-    if algo:
+    if packed_net:
         # Per-round time ratios: their median, and their quartiles as the spread.
         ratios = [packed / converted for packed, converted in zip(times["packed_mindir"], times["converted_mindir"])]
         result["packed_mindir_time_ratio"] = statistics.median(ratios)
@@ -127,34 +147,57 @@ def measure(mode, bits, args):
     return result
 
 
-def run_worker(mode, bits, argv):
+def run_worker(mode, bits, tree, argv):
     """Each configuration in its own process, so that peak memory is its own."""
-    command = [sys.executable, os.path.abspath(__file__), *argv, "--worker", mode, str(bits)]
+    command = [sys.executable, os.path.abspath(__file__), *argv, "--worker", mode, str(bits), tree or "-"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"benchmark of {mode} W{bits or 32} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"benchmark of {mode} W{bits or 32} ({tree or 'this tree'}) failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def table(results):
-    lines = ["| mode | weights | step (s) | step ratio | peak memory (GB) | memory ratio | "
+def configurations(args):
+    trees = [("current", None)] + ([("baseline", args.baseline_tree)] if args.baseline_tree else [])
+    for mode in args.modes:
+        for bits in [0] + args.bits:
+            for label, tree in trees:
+                yield label, tree, mode, bits
+
+
+def summarise(args, rounds):
+    """Per configuration: the median over rounds of each figure, and of its ratio to the float
+    network of the same tree, mode and round (with the rounds' range for the step-time ratio)."""
+    rows = []
+    for label, _, mode, bits in configurations(args):
+        measured = [measured[(label, mode, bits)] for measured in rounds]
+        floats = [measured[(label, mode, 0)] for measured in rounds]
+        row = {"tree": label, "mode": mode, "bits": bits}
+        for key in ("step_s", "first_step_s", "peak_rss_gb", "infer_images_per_s", "infer_speed_vs_float_twin",
+                    "packed_mindir_time_ratio"):
+            if key in measured[0]:
+                row[key] = statistics.median(result[key] for result in measured)
+        for key in ("step_s", "first_step_s", "peak_rss_gb"):
+            ratios = [result[key] / base[key] for result, base in zip(measured, floats)]
+            row[key + "_ratio"] = statistics.median(ratios)
+            row[key + "_ratio_range"] = (min(ratios), max(ratios))
+        rows.append(row)
+    return rows
+
+
+def table(rows):
+    lines = ["| code | mode | weights | step (s) | step ratio (range) | peak memory (GB) | memory ratio | "
              "first step (s) | first-step ratio | inference (img/s) | inference vs float twin | "
-             "packed MINDIR time vs converted MINDIR (quartiles) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for mode in dict.fromkeys(r["mode"] for r in results):
-        rows = [r for r in results if r["mode"] == mode]
-        base = next(r for r in rows if r["bits"] == 0)
-        for r in rows:
-            packed = "-"
-            if r["bits"]:
-                low, high = r["packed_mindir_time_ratio_quartiles"]
-                packed = f"{r['packed_mindir_time_ratio']:.2f}x ({low:.2f}-{high:.2f})"
-            lines.append(
-                f"| {mode} | {'W' + str(r['bits']) if r['bits'] else 'float'} "
-                f"| {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.2f}x "
-                f"| {r['peak_rss_gb']:.2f} | {r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x "
-                f"| {r['first_step_s']:.1f} | {r['first_step_s'] / base['first_step_s']:.2f}x "
-                f"| {r['infer_images_per_s']:.0f} | {r['infer_speed_vs_float_twin']:.2f}x | {packed} |")
+             "packed MINDIR time vs converted MINDIR |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        low, high = r["step_s_ratio_range"]
+        packed = f"{r['packed_mindir_time_ratio']:.2f}x" if "packed_mindir_time_ratio" in r else "-"
+        lines.append(
+            f"| {r['tree']} | {r['mode']} | {'W' + str(r['bits']) if r['bits'] else 'float'} "
+            f"| {r['step_s']:.3f} | {r['step_s_ratio']:.2f}x ({low:.2f}-{high:.2f}) "
+            f"| {r['peak_rss_gb']:.2f} | {r['peak_rss_gb_ratio']:.2f}x "
+            f"| {r['first_step_s']:.1f} | {r['first_step_s_ratio']:.2f}x "
+            f"| {r['infer_images_per_s']:.0f} | {r['infer_speed_vs_float_twin']:.2f}x | {packed} |")
     return "\n".join(lines)
 
 
@@ -162,17 +205,26 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.worker:
-        print(json.dumps(measure(args.worker[0], int(args.worker[1]), args)))
-        return
-    results = []
-    for mode in args.modes:
-        for bits in [0] + args.bits:
-            print(f"measuring {mode} {'W' + str(bits) if bits else 'float'} ...", file=sys.stderr, flush=True)
-            results.append(run_worker(mode, bits, argv))
+        mode, bits, tree = args.worker
+        print(json.dumps(measure(mode, int(bits), args, None if tree == "-" else tree)))
+        return None
+    rounds = []
+    for round_index in range(args.rounds):
+        measured = {}
+        for label, tree, mode, bits in configurations(args):
+            print(f"round {round_index + 1}/{args.rounds}: {label} {mode} {'W' + str(bits) if bits else 'float'} ...",
+                  file=sys.stderr, flush=True)
+            measured[(label, mode, bits)] = run_worker(mode, bits, tree, argv)
+        rounds.append(measured)
+    rows = summarise(args, rounds)
     print(f"ResNet18 width {args.width}, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
-          f"Momentum; median of {args.steps} steps; {args.device_target}, {os.cpu_count()} CPU cores")
-    print(table(results))
-    save_results(args.json, args, results=results)
+          f"Momentum; median of {args.steps} steps per process, median of {args.rounds} interleaved rounds; "
+          f"{args.device_target}, {os.cpu_count()} CPU cores" +
+          (f"; baseline: {args.baseline_tree}" if args.baseline_tree else ""))
+    print(table(rows))
+    save_results(args.json, args, rows=rows,
+                 rounds=[[{"tree": key[0], **value} for key, value in measured.items()] for measured in rounds])
+    return rows
 
 
 if __name__ == "__main__":

@@ -7,29 +7,35 @@ import sys
 SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "benchmark.py")
 
 
-def test_tiny_benchmark_reports_each_configuration(tmp_path):
+def test_tiny_benchmark_reports_each_configuration_against_a_baseline_tree(tmp_path):
     out = tmp_path / "bench.json"
+    # This checkout as its own baseline: the comparison's plumbing, not a difference, is under test.
     done = subprocess.run([sys.executable, SCRIPT, "--width", "4", "--image_size", "16", "--batch_size", "4",
-                           "--steps", "5", "--warmup", "0", "--bits", "1", "--modes", "GRAPH",
+                           "--steps", "5", "--warmup", "0", "--bits", "1", "--modes", "GRAPH", "--rounds", "1",
+                           "--baseline_tree", os.path.join(os.path.dirname(SCRIPT), os.pardir),
                            "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| GRAPH")]
-    assert [row.split("|")[2].strip() for row in rows] == ["float", "W1"]
-    assert "| 1.00x |" in rows[0]
-    results = json.loads(out.read_text())["results"]
-    assert [(r["mode"], r["bits"]) for r in results] == [("GRAPH", 0), ("GRAPH", 1)]
-    for result in results:
-        assert result["step_s"] > 0 and result["first_step_s"] > 0
-        assert result["peak_rss_gb"] > 0 and result["infer_images_per_s"] > 0
-        assert result["infer_speed_vs_float_twin"] > 0
-    low, high = results[1]["packed_mindir_time_ratio_quartiles"]
-    assert 0 < low <= results[1]["packed_mindir_time_ratio"] <= high
-    assert rows[1].endswith(f"| {results[1]['packed_mindir_time_ratio']:.2f}x ({low:.2f}-{high:.2f}) |")
+    rows = [line for line in done.stdout.splitlines() if "| GRAPH |" in line]
+    assert [(row.split("|")[1].strip(), row.split("|")[3].strip()) for row in rows] == \
+        [("current", "float"), ("baseline", "float"), ("current", "W1"), ("baseline", "W1")]
+    assert "| 1.00x (1.00-1.00) |" in rows[0]
+    saved = json.loads(out.read_text())
+    assert len(saved["rounds"]) == 1 and len(saved["rounds"][0]) == 4
+    for row in saved["rows"]:
+        assert row["step_s"] > 0 and row["first_step_s"] > 0 and row["peak_rss_gb"] > 0
+        assert row["infer_images_per_s"] > 0 and row["infer_speed_vs_float_twin"] > 0
+        low, high = row["step_s_ratio_range"]
+        assert low <= row["step_s_ratio"] <= high
+    quantized = [row for row in saved["rows"] if row["bits"] == 1]
+    assert all(row["packed_mindir_time_ratio"] > 0 for row in quantized)
+    assert rows[2].endswith(f"| {quantized[0]['packed_mindir_time_ratio']:.2f}x |")
 
 
-def test_too_few_steps_is_refused():
+def test_bad_arguments_are_refused():
     done = subprocess.run([sys.executable, SCRIPT, "--steps", "3"], capture_output=True, text=True)
     assert done.returncode == 2 and "--steps must be at least 5, got 3" in done.stderr
+    done = subprocess.run([sys.executable, SCRIPT, "--baseline_tree", "/nonexistent"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--baseline_tree '/nonexistent' holds no mindspore_slb package" in done.stderr
 
 
 RECIPE_SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "recipe_benchmark.py")

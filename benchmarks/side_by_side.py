@@ -1,0 +1,138 @@
+"""Accuracy of this package's SLB against Golden Stick's, trained by the same recipe on the same data and seeds.
+
+Golden Stick runs in its own virtual environment (MindSpore 2.7.1, mindspore-gs 1.4.1) with an import
+shim that serves `mindspore_slb`'s names from Golden Stick, built by the project's anchor script:
+
+    bash ../shared/anchor/gs_env.sh /tmp/gs_anchor           # once: DIR/venv and DIR/shim
+    python benchmarks/side_by_side.py --anchor /tmp/gs_anchor --quant_types W4 W2 W1 --seeds 1 2 3 \\
+        -- --config_path configs/resnet18_fashion_mnist_config.yaml
+
+Everything after `--` goes to the recipe (any config key). Each (implementation, quant type, seed) trains
+in its own process into OUTPUT/<implementation>/<quant_type>/seed_<seed>/ and is evaluated as the
+quantized network (Golden Stick's converted network has no CPU kernels). A finished run is read back
+from its result file instead of being trained again, so an interrupted comparison resumes. The table
+(mean, min and max top-1 over seeds per implementation) is printed and saved with every run as
+side_by_side.md and side_by_side.json in OUTPUT.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMPLEMENTATIONS = ("mindspore_slb", "golden_stick")
+RESULT_FILE = "result.json"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--anchor", required=True, help="folder gs_env.sh built (holds venv/ and shim/)")
+    parser.add_argument("--quant_types", nargs="+", default=["W4", "W2", "W1"], choices=["W1", "W2", "W4"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--output", default="./output/side_by_side")
+    parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "RUN_FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("recipe_args", nargs="*", help="recipe arguments, after --")
+    args = parser.parse_args(argv)
+    anchor_python = os.path.join(args.anchor, "venv", "bin", "python")
+    if not args.worker and not os.access(anchor_python, os.X_OK):
+        parser.error(f"--anchor '{args.anchor}' has no venv/bin/python: build it with "
+                     "bash ../shared/anchor/gs_env.sh DIR")
+    return args
+
+
+def train_and_evaluate(recipe_args, run_folder):
+    """Train as recipe_args say into run_folder, then top-1/top-5 of the quantized network."""
+    from slb_recipe import train  # pylint: disable=import-outside-toplevel
+    from slb_recipe.common import create_split, evaluate, load_trained_network, setup_runtime  # noqa
+    from slb_recipe.config import parse_args as recipe_config  # pylint: disable=import-outside-toplevel
+
+    config = recipe_config([*recipe_args, "--output_path", run_folder])
+    start = time.monotonic()
+    train.run(config)
+    train_seconds = time.monotonic() - start
+    setup_runtime(config)
+    net, _, _ = load_trained_network(config)
+    return {**evaluate(net, create_split(config, False), config), "train_seconds": train_seconds}
+
+
+def worker(implementation, run_folder, recipe_args, anchor):
+    if implementation == "golden_stick":
+        # Imported before the recipe puts this repository first on sys.path, the shim's
+        # mindspore_slb (Golden Stick underneath) is the one every later import gets.
+        sys.path.insert(0, os.path.join(anchor, "shim"))
+        import mindspore_slb  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        print(f"mindspore_slb served from {mindspore_slb.__file__}", file=sys.stderr)
+    sys.path.insert(0, REPO_ROOT)
+    return train_and_evaluate(recipe_args, run_folder)
+
+
+def run_one(args, implementation, quant_type, seed):
+    """The result of one run, from its result file when an earlier comparison finished it."""
+    folder = os.path.join(args.output, implementation, quant_type, f"seed_{seed}")
+    result_path = os.path.join(folder, RESULT_FILE)
+    if os.path.isfile(result_path):
+        with open(result_path, encoding="utf-8") as stream:
+            print(f"{implementation} {quant_type} seed {seed}: finished before, read back", flush=True)
+            return json.load(stream)
+    python = sys.executable if implementation == "mindspore_slb" else \
+        os.path.join(args.anchor, "venv", "bin", "python")
+    recipe_args = [*args.recipe_args, "--quant_type", quant_type, "--seed", str(seed)]
+    command = [python, os.path.abspath(__file__), "--anchor", args.anchor, "--worker", implementation, folder,
+               "--", *recipe_args]
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "log.txt"), "w", encoding="utf-8") as log:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=log, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{implementation} {quant_type} seed {seed} failed: see {folder}/log.txt")
+    result = {"implementation": implementation, "quant_type": quant_type, "seed": seed,
+              **json.loads(done.stdout.strip().splitlines()[-1])}
+    with open(result_path + ".partial", "w", encoding="utf-8") as stream:
+        json.dump(result, stream, indent=2)
+    os.replace(result_path + ".partial", result_path)
+    return result
+
+
+def summary_rows(results):
+    rows = []
+    for implementation in IMPLEMENTATIONS:
+        for quant_type in dict.fromkeys(result["quant_type"] for result in results):
+            top1 = [r["top_1_accuracy"] for r in results
+                    if r["implementation"] == implementation and r["quant_type"] == quant_type]
+            if top1:
+                rows.append({"implementation": implementation, "quant_type": quant_type, "seeds": len(top1),
+                             "top_1_mean": statistics.mean(top1), "top_1_min": min(top1), "top_1_max": max(top1)})
+    return rows
+
+
+def table(rows):
+    lines = ["| implementation | weights | seeds | top-1 mean | top-1 min - max |", "|---|---|---|---|---|"]
+    lines += [f"| {row['implementation']} | {row['quant_type']} | {row['seeds']} | {row['top_1_mean']:.4f} "
+              f"| {row['top_1_min']:.4f} - {row['top_1_max']:.4f} |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.recipe_args, args.anchor)))
+        return None
+    runs = [(implementation, quant_type, seed) for seed in args.seeds for quant_type in args.quant_types
+            for implementation in IMPLEMENTATIONS]
+    results = []
+    for index, run in enumerate(runs, 1):
+        print(f"run {index}/{len(runs)}: {run[0]} {run[1]} seed {run[2]}", flush=True)
+        results.append(run_one(args, *run))
+        rows = summary_rows(results)
+        with open(os.path.join(args.output, "side_by_side.json"), "w", encoding="utf-8") as stream:
+            json.dump({"runs": results, "summary": rows, "recipe_args": args.recipe_args}, stream, indent=2)
+        with open(os.path.join(args.output, "side_by_side.md"), "w", encoding="utf-8") as stream:
+            stream.write(table(rows) + "\n")
+    print(table(summary_rows(results)))
+    return results
+
+
+if __name__ == "__main__":
+    main()
