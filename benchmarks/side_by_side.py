@@ -1,9 +1,9 @@
 """Accuracy of this package's SLB against Golden Stick's, trained by the same recipe on the same data and seeds.
 
 Golden Stick runs in its own virtual environment (MindSpore 2.7.1, mindspore-gs 1.4.1) with an import
-shim that serves `mindspore_slb`'s names from Golden Stick, built by the project's anchor script:
+shim that serves `mindspore_slb`'s names from Golden Stick, built by benchmarks/golden_stick_env.sh:
 
-    bash ../shared/anchor/gs_env.sh /tmp/gs_anchor           # once: DIR/venv and DIR/shim
+    bash benchmarks/golden_stick_env.sh /tmp/gs_anchor       # once: DIR/venv and DIR/shim
     python benchmarks/side_by_side.py --anchor /tmp/gs_anchor --quant_types W4 W2 W1 --seeds 1 2 3 \\
         -- --config_path configs/resnet18_fashion_mnist_config.yaml
 
@@ -25,11 +25,12 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPLEMENTATIONS = ("mindspore_slb", "golden_stick")
 RESULT_FILE = "result.json"
+METRICS_FILE = "metrics.json"  # what a worker process leaves for run_one
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--anchor", required=True, help="folder gs_env.sh built (holds venv/ and shim/)")
+    parser.add_argument("--anchor", required=True, help="folder golden_stick_env.sh built (holds venv/ and shim/)")
     parser.add_argument("--quant_types", nargs="+", default=["W4", "W2", "W1"], choices=["W1", "W2", "W4"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--output", default="./output/side_by_side")
@@ -39,7 +40,7 @@ def parse_args(argv=None):
     anchor_python = os.path.join(args.anchor, "venv", "bin", "python")
     if not args.worker and not os.access(anchor_python, os.X_OK):
         parser.error(f"--anchor '{args.anchor}' has no venv/bin/python: build it with "
-                     "bash ../shared/anchor/gs_env.sh DIR")
+                     "bash benchmarks/golden_stick_env.sh DIR")
     return args
 
 
@@ -59,6 +60,7 @@ def train_and_evaluate(recipe_args, run_folder):
 
 
 def worker(implementation, run_folder, recipe_args, anchor):
+    """Train and evaluate one run; its metrics go to run_folder/METRICS_FILE."""
     if implementation == "golden_stick":
         # Imported before the recipe puts this repository first on sys.path, the shim's
         # mindspore_slb (Golden Stick underneath) is the one every later import gets.
@@ -66,7 +68,10 @@ def worker(implementation, run_folder, recipe_args, anchor):
         import mindspore_slb  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
         print(f"mindspore_slb served from {mindspore_slb.__file__}", file=sys.stderr)
     sys.path.insert(0, REPO_ROOT)
-    return train_and_evaluate(recipe_args, run_folder)
+    metrics = train_and_evaluate(recipe_args, run_folder)
+    with open(os.path.join(run_folder, METRICS_FILE), "w", encoding="utf-8") as stream:
+        json.dump(metrics, stream)
+    return metrics
 
 
 def run_one(args, implementation, quant_type, seed):
@@ -84,11 +89,11 @@ def run_one(args, implementation, quant_type, seed):
                "--", *recipe_args]
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "log.txt"), "w", encoding="utf-8") as log:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=log, text=True, check=False)
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{implementation} {quant_type} seed {seed} failed: see {folder}/log.txt")
-    result = {"implementation": implementation, "quant_type": quant_type, "seed": seed,
-              **json.loads(done.stdout.strip().splitlines()[-1])}
+    with open(os.path.join(folder, METRICS_FILE), encoding="utf-8") as stream:
+        result = {"implementation": implementation, "quant_type": quant_type, "seed": seed, **json.load(stream)}
     with open(result_path + ".partial", "w", encoding="utf-8") as stream:
         json.dump(result, stream, indent=2)
     os.replace(result_path + ".partial", result_path)

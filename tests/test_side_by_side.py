@@ -1,0 +1,51 @@
+"""The Golden Stick side-by-side script: which package each run imports, resuming, the summary."""
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import side_by_side  # noqa: E402  (a script beside the benchmarks, not a package module)
+
+
+def fake_anchor(root, shim_source):
+    """An anchor folder as golden_stick_env.sh lays it out: venv/bin/python and shim/mindspore_slb."""
+    os.makedirs(root / "venv" / "bin")
+    os.symlink(sys.executable, root / "venv" / "bin" / "python")
+    os.makedirs(root / "shim" / "mindspore_slb")
+    (root / "shim" / "mindspore_slb" / "__init__.py").write_text(shim_source)
+    return str(root)
+
+
+def test_golden_stick_runs_import_the_shim_before_this_repository(tmp_path):
+    anchor = fake_anchor(tmp_path / "anchor", "raise SystemExit('the shim was imported')\n")
+    output = tmp_path / "out"
+    args = side_by_side.parse_args(["--anchor", anchor, "--output", str(output), "--", "--epoch_size", "1"])
+    with pytest.raises(SystemExit, match="golden_stick W1 seed 1 failed"):
+        side_by_side.run_one(args, "golden_stick", "W1", 1)
+    assert "the shim was imported" in (output / "golden_stick" / "W1" / "seed_1" / "log.txt").read_text()
+
+
+def test_finished_runs_are_read_back_and_summarised(tmp_path, capsys):
+    anchor = fake_anchor(tmp_path / "anchor", "")
+    top1 = {("mindspore_slb", 1): 0.80, ("mindspore_slb", 2): 0.82, ("golden_stick", 1): 0.79,
+            ("golden_stick", 2): 0.77}
+    for (implementation, seed), accuracy in top1.items():
+        folder = tmp_path / "out" / implementation / "W1" / f"seed_{seed}"
+        os.makedirs(folder)
+        (folder / side_by_side.RESULT_FILE).write_text(json.dumps(
+            {"implementation": implementation, "quant_type": "W1", "seed": seed, "top_1_accuracy": accuracy}))
+    side_by_side.main(["--anchor", anchor, "--output", str(tmp_path / "out"), "--quant_types", "W1",
+                       "--seeds", "1", "2"])
+    assert capsys.readouterr().out.count("finished before, read back") == 4
+    summary = json.loads((tmp_path / "out" / "side_by_side.json").read_text())["summary"]
+    assert [(row["implementation"], row["seeds"], round(row["top_1_mean"], 4), row["top_1_min"], row["top_1_max"])
+            for row in summary] == [("mindspore_slb", 2, 0.81, 0.80, 0.82), ("golden_stick", 2, 0.78, 0.77, 0.79)]
+    assert "| golden_stick | W1 | 2 | 0.7800 | 0.7700 - 0.7900 |" in (tmp_path / "out" / "side_by_side.md").read_text()
+
+
+def test_an_anchor_without_its_venv_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        side_by_side.parse_args(["--anchor", str(tmp_path)])
+    assert "has no venv/bin/python: build it with bash benchmarks/golden_stick_env.sh DIR" in capsys.readouterr().err
