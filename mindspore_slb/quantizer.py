@@ -30,7 +30,7 @@ def candidate_values(num_bits):
 
 
 def candidate_probabilities(logits, temperature):
-    """``softmax(temperature * logits)`` over the candidate axis 0, in float64: the weights with
+    """``softmax(temperature * logits)`` over the candidate axis 0, in float32: the weights with
     which the soft weight averages the candidates.
 
     Args:
@@ -40,14 +40,17 @@ def candidate_probabilities(logits, temperature):
     Returns:
         np.ndarray: probabilities of the logits' shape, summing to 1 over axis 0.
     """
-    logits = np.asarray(logits.asnumpy() if hasattr(logits, "asnumpy") else logits, dtype=np.float64)
+    logits = np.asarray(logits.asnumpy() if hasattr(logits, "asnumpy") else logits, dtype=np.float32)
     if logits.ndim < 1 or logits.shape[0] < 2:
         raise ValueError(f"'logits' must have shape [K, ...] with K >= 2 candidates, but got shape {logits.shape}.")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) or \
             not 0 < temperature <= MAX_TEMPERATURE:
         raise ValueError(f"'temperature' must be a float in (0, {MAX_TEMPERATURE:g}], but got {temperature!r}.")
-    # Shifting by the largest logit keeps exp finite; float64 keeps T * gap finite up to MAX_TEMPERATURE.
-    exponentials = np.exp((logits - logits.max(axis=0, keepdims=True)) * float(temperature))
+    # Shifted by the largest logit, every exponent is <= 0 and the largest is exactly 0: exp cannot
+    # overflow and the sum is >= 1, at any temperature up to MAX_TEMPERATURE (an exponent that
+    # overflows to -inf gives exp 0, as it should).
+    with np.errstate(over="ignore"):
+        exponentials = np.exp((logits - logits.max(axis=0, keepdims=True)) * np.float32(temperature))
     return exponentials / exponentials.sum(axis=0, keepdims=True)
 
 
