@@ -169,13 +169,15 @@ def draw_sweep(folder, summary):
     positions = np.arange(len(summary))
     bar_width = 0.38
     for offset, (metric, label) in zip((-bar_width / 2, bar_width / 2), (("top_1", "top-1"), ("top_5", "top-5"))):
-        means = np.array([record[f"{metric}_mean"] for record in summary])
-        spread = np.array([[mean - record[f"{metric}_min"], record[f"{metric}_max"] - mean]
-                           for mean, record in zip(means, summary)]).T
+        means = [record[f"{metric}_mean"] for record in summary]
+        # Lists, not a [2, N] array: matplotlib 3.11 probes an array's rows with a deprecated NumPy conversion.
+        spread = [[mean - record[f"{metric}_min"] for mean, record in zip(means, summary)],
+                  [record[f"{metric}_max"] - mean for mean, record in zip(means, summary)]]
         bars = axes.bar(positions + offset, means, bar_width, yerr=spread, capsize=4, label=label)
-        axes.bar_label(bars, fmt="%.3f", fontsize="small", padding=2)
+        # Inside the bars: above them the error bars would cover the numbers.
+        axes.bar_label(bars, fmt="%.3f", fontsize="small", label_type="center", color="white")
     axes.set_xticks(positions, [f"{record['quant_type']}\n({record['runs']} run{'s' * (record['runs'] > 1)})"
                                 for record in summary])
-    axes.set(ylim=(0, 1.1), ylabel="accuracy", title="mean accuracy over seeds (error bars: min to max)")
-    axes.legend(loc="lower right")
+    axes.set(ylim=(0, 1.15), ylabel="accuracy", title="mean accuracy over seeds (error bars: min to max)")
+    axes.legend(loc="upper left", ncols=2)
     return _save(figure, folder, SWEEP_RESULTS)
