@@ -147,13 +147,26 @@ class TrainingPlots(Callback):
         self.report = report
         self.folder = folder
         self.decidedness_history = []
+        self.failed = False
 
     def on_train_epoch_end(self, run_context):
         self.decidedness_history.append((self.report.history[-1]["epoch"], decidedness_by_layer(self.net)))
-        plots.draw_training_figures(self.folder, self.report.history, self.decidedness_history)
+        self._draw(lambda: plots.draw_training_figures(self.folder, self.report.history, self.decidedness_history))
 
     def on_train_end(self, run_context):
-        plots.draw_chosen_values(self.folder, chosen_values_by_layer(self.net))
+        self._draw(lambda: plots.draw_chosen_values(self.folder, chosen_values_by_layer(self.net)))
+
+    def _draw(self, draw):
+        # Figures are a view of the run, not its result: one that cannot be drawn (a full disk, a
+        # matplotlib problem) must not end hours of training. Said once, then no more figures.
+        if self.failed:
+            return
+        try:
+            draw()
+        except Exception as error:  # pylint: disable=broad-except
+            self.failed = True
+            print(f"plots: drawing into '{self.folder}' failed ({type(error).__name__}: {error}); "
+                  "training goes on without figures")
 
 
 class AverageBatchNormStatistics(Callback):

@@ -3,16 +3,18 @@ and the decidedness they draw, against the quantizer's own soft weight."""
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from mindspore import Tensor
+from mindspore import Tensor, nn
 
 from recipe_data import tiny_args
 
 from mindspore_slb import SlbFakeQuantizerPerLayer
 from mindspore_slb.quantizer import candidate_probabilities, candidate_values, decidedness
 from slb_recipe import plots, train
+from slb_recipe.callbacks import TrainingPlots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TRAINING_FIGURES = (plots.TRAINING_CURVES, plots.SCHEDULES, plots.SEARCH_DECIDEDNESS)
@@ -116,4 +118,19 @@ def test_without_matplotlib_training_says_so_once_and_completes(tmp_path, monkey
     assert plots.draw_sweep(str(tmp_path), [{"quant_type": "W1"}]) is None
     printed = capsys.readouterr().out
     assert printed.count(plots.MISSING_MESSAGE) == 1
+    assert pngs_in(tmp_path) == []
+
+
+def test_a_figure_that_cannot_be_drawn_is_said_once_and_does_not_stop_training(tmp_path, monkeypatch, capsys):
+    def fail(*_):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(plots, "draw_training_figures", fail)
+    report = SimpleNamespace(history=[{"epoch": 1, "loss": 1.0, "temperature": None, "lr": 0.1}])
+    callback = TrainingPlots(nn.Dense(2, 2), report, str(tmp_path))
+    callback.on_train_epoch_end(None)
+    callback.on_train_epoch_end(None)
+    callback.on_train_end(None)
+    printed = capsys.readouterr().out
+    assert printed.count("No space left on device") == 1 and "training goes on without figures" in printed
     assert pngs_in(tmp_path) == []
