@@ -78,7 +78,7 @@ def test_training_writes_every_figure_and_redraws_them_each_epoch(tmp_path, monk
         return paths
 
     monkeypatch.setattr(plots, "draw_training_figures", draw_and_snapshot)
-    train.main(tiny_args(tmp_path, quant_type="W2", eval_interval=1))
+    train.main(tiny_args(tmp_path, quant_type="W2", eval_interval=1, plots=True))
     assert len(snapshots) == 2
     for name in TRAINING_FIGURES:
         assert snapshots[0][name] != snapshots[1][name], name  # epoch 2 redrew it with a second point
@@ -113,7 +113,7 @@ def test_plots_false_writes_no_figure(tmp_path):
 def test_without_matplotlib_training_says_so_once_and_completes(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     monkeypatch.setattr(plots, "_missing_reported", False)
-    result = train.main(tiny_args(tmp_path, quant_type="W1"))
+    result = train.main(tiny_args(tmp_path, quant_type="W1", plots=True))
     assert len(result["history"]) == 2 and os.path.isfile(result["checkpoint"])
     assert plots.draw_sweep(str(tmp_path), [{"quant_type": "W1"}]) is None
     printed = capsys.readouterr().out

@@ -15,7 +15,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def test_sweep_trains_every_type_and_seed_writes_the_tables_and_skips_finished_runs_on_rerun(tmp_path, capsys):
     args = tiny_args(tmp_path, epoch_size=1, warmup_epochs=0, eval_num_samples=24,
-                     sweep_quant_types="W32,W1", sweep_seeds="3,5")
+                     sweep_quant_types="W32,W1", sweep_seeds="3,5", plots=True)
     result = sweep.main(args)
     runs = result["runs"]
     assert [(row["quant_type"], row["seed"]) for row in runs] == [("W32", 3), ("W32", 5), ("W1", 3), ("W1", 5)]
