@@ -16,6 +16,9 @@ setup(
     # run CPU convolutions about 20x slower; 2.8.0 requires numpy < 2.
     install_requires=["mindspore==2.8.0", "numpy>=1.26,<1.27", "pyyaml>=6.0,<6.1"],
     # scikit-learn carries the digits data set the demo and the recipe tests use; pillow writes
-    # the tests' image files (it also comes with mindspore).
-    extras_require={"test": ["pytest>=9.2,<9.3", "scikit-learn>=1.9,<1.10", "pillow>=13.0,<13.1"]},
+    # the tests' image files (it also comes with mindspore). matplotlib draws the recipe's
+    # optional figures; the tests check them, so "test" has it too.
+    extras_require={"test": ["pytest>=9.2,<9.3", "scikit-learn>=1.9,<1.10", "pillow>=13.0,<13.1",
+                             "matplotlib>=3.11,<3.12"],
+                    "plots": ["matplotlib>=3.11,<3.12"]},
 )

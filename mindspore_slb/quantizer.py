@@ -7,6 +7,9 @@ K arrays side by side. For logits ``a``, temperature ``T`` and candidates ``v``:
 * soft (training) weight: ``sum_k softmax(T * a)_k * v_k``; for K = 2 that is ``tanh(T * (a_1 - a_0) / 2)``;
 * hard weight (evaluation, and training once the temperature schedule ends): ``v[argmax_k a_k]``,
   which passes no gradient to the logits.
+
+``candidate_probabilities`` gives ``softmax(T * a)`` itself in NumPy, for looking at the search
+(how decided each weight is) outside the network.
 """
 import numpy as np
 
@@ -24,6 +27,39 @@ MAX_TEMPERATURE = 1e30
 def candidate_values(num_bits):
     """The K fixed values a weight can take: {-1, +1} for 1 bit, else linspace(-1, 1, K)."""
     return np.linspace(-1.0, 1.0, 2 ** num_bits).astype(np.float32)
+
+
+def candidate_probabilities(logits, temperature):
+    """``softmax(temperature * logits)`` over the candidate axis 0, in float32: the weights with
+    which the soft weight averages the candidates.
+
+    Args:
+        logits (np.ndarray or Tensor): ``[K, *weight_shape]`` with K >= 2.
+        temperature (float): in (0, MAX_TEMPERATURE].
+
+    Returns:
+        np.ndarray: probabilities of the logits' shape, summing to 1 over axis 0.
+    """
+    logits = np.asarray(logits.asnumpy() if hasattr(logits, "asnumpy") else logits, dtype=np.float32)
+    if logits.ndim < 1 or logits.shape[0] < 2:
+        raise ValueError(f"'logits' must have shape [K, ...] with K >= 2 candidates, but got shape {logits.shape}.")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) or \
+            not 0 < temperature <= MAX_TEMPERATURE:
+        raise ValueError(f"'temperature' must be a float in (0, {MAX_TEMPERATURE:g}], but got {temperature!r}.")
+    # Shifted by the largest logit, every exponent is <= 0 and the largest is exactly 0: exp cannot
+    # overflow and the sum is >= 1, at any temperature up to MAX_TEMPERATURE (an exponent that
+    # overflows to -inf gives exp 0, as it should).
+    with np.errstate(over="ignore"):
+        exponentials = np.exp((logits - logits.max(axis=0, keepdims=True)) * np.float32(temperature))
+    return exponentials / exponentials.sum(axis=0, keepdims=True)
+
+
+def decidedness(logits, temperature):
+    """How decided the search is: the mean over the weights of their largest candidate probability.
+
+    1/K while every candidate is equally likely, 1 once each weight has settled on one candidate.
+    """
+    return float(candidate_probabilities(logits, temperature).max(axis=0).mean())
 
 
 def _logits_near(scaled, num_bits):

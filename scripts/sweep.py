@@ -1,9 +1,12 @@
-"""Train and evaluate W32, W4, W2 and W1 with one recipe and print the accuracy table of Golden Stick's SLB documentation.
+"""Train and evaluate W32, W4, W2 and W1 (sweep_quant_types) over sweep_seeds with one recipe and
+print the accuracy table of Golden Stick's SLB documentation, with mean and spread over the seeds.
 
     python scripts/sweep.py [--config_path configs/resnet18_digits_config.yaml] [--key value ...]
+    python scripts/sweep.py --sweep_quant_types W32,W2 --sweep_seeds 1,2,3
 
-Each quantization type trains into output_path/<type>/; the table is printed as Markdown and
-saved as output_path/sweep_results.md and output_path/sweep_results.json.
+Each run trains into output_path/<quant_type>/seed_<seed>/; a run already finished there is
+skipped. The tables are saved as output_path/sweep_results.md and sweep_results.json, the bar
+chart as sweep_results.png (see slb_recipe/sweep.py).
 """
 import os
 import sys

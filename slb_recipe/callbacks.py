@@ -10,7 +10,9 @@ import numpy as np
 from mindspore import ops
 from mindspore.train.callback import Callback
 
+from slb_recipe import plots
 from slb_recipe.common import EPOCH_KEY, RecipeError, checkpoint_name, save_checkpoint_atomically, saved_checkpoints
+from slb_recipe.search_state import chosen_values_by_layer, decidedness_by_layer
 
 SLB_QUANTIZER_CLASS = "SlbFakeQuantizerPerLayer"
 BN_STATISTICS_SUFFIXES = (".moving_mean", ".moving_variance")
@@ -129,6 +131,42 @@ class EpochReport(RunEpochCallback):
         if "eval" in record:
             text += ", " + ", ".join(f"{name} {value:.4f}" for name, value in record["eval"].items())
         return text
+
+
+class TrainingPlots(Callback):
+    """Redraws the run's figures in `folder` after every epoch, and at the end adds the chosen
+    candidate values per layer (see slb_recipe.plots).
+
+    Draws `report`'s history, so it must follow the EpochReport in the callback list. Records,
+    per epoch, how decided each searched layer of `net` is.
+    """
+
+    def __init__(self, net, report, folder):
+        super().__init__()
+        self.net = net
+        self.report = report
+        self.folder = folder
+        self.decidedness_history = []
+        self.failed = False
+
+    def on_train_epoch_end(self, run_context):
+        self.decidedness_history.append((self.report.history[-1]["epoch"], decidedness_by_layer(self.net)))
+        self._draw(lambda: plots.draw_training_figures(self.folder, self.report.history, self.decidedness_history))
+
+    def on_train_end(self, run_context):
+        self._draw(lambda: plots.draw_chosen_values(self.folder, chosen_values_by_layer(self.net)))
+
+    def _draw(self, draw):
+        # Figures are a view of the run, not its result: one that cannot be drawn (a full disk, a
+        # matplotlib problem) must not end hours of training. Said once, then no more figures.
+        if self.failed:
+            return
+        try:
+            draw()
+        except Exception as error:  # pylint: disable=broad-except
+            self.failed = True
+            print(f"plots: drawing into '{self.folder}' failed ({type(error).__name__}: {error}); "
+                  "training goes on without figures")
 
 
 class AverageBatchNormStatistics(Callback):

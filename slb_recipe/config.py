@@ -102,6 +102,10 @@ OPTIONS = {
     "eval_interval": Option(int, 0, "evaluate every this many epochs during training (0: never)", minimum=0),
     "progress_interval_s": Option(float, 30.0, "within an epoch, print a progress line every this many seconds "
                                                "(0: only the epoch summary)", minimum=0),
+    "plots": Option(bool, True, "train.py and sweep.py draw PNG figures into output_path (needs matplotlib)"),
+    # sweep.py
+    "sweep_quant_types": Option(str, "W32,W4,W2,W1", "sweep.py: comma-separated quant_type values to train"),
+    "sweep_seeds": Option(str, "1", "sweep.py: comma-separated seeds, each quant_type trained once per seed"),
     # checkpoints and outputs
     "output_path": Option(str, "./output", "folder for checkpoints, logs and results"),
     "checkpoint_path": Option(str, "checkpoint", "checkpoint folder, relative to output_path"),
@@ -214,8 +218,33 @@ def parse_layer_bits(text):
     return bits
 
 
+# Keys holding comma-separated values, each a valid value of the single-value key named beside them.
+LIST_KEYS = {"sweep_quant_types": "quant_type", "sweep_seeds": "seed"}
+
+
+def parse_list(key, text):
+    """The values of a LIST_KEYS key, e.g. 'W32, W1' -> ['W32', 'W1']; at least one, none twice."""
+    item_key = LIST_KEYS[key]
+    items = split_patterns(text)
+    values = []
+    for item in items:
+        try:
+            values.append(_convert(item_key, item))
+        except ConfigError:
+            values.append(None)
+    problem = ("nothing listed" if not values else
+               f"{items[values.index(None)]!r} is not valid" if None in values else
+               "a value repeats" if len(set(values)) < len(values) else None)
+    if problem:
+        raise ConfigError(f"config key '{key}' must be comma-separated values of '{item_key}' "
+                          f"({OPTIONS[item_key].describe()}), each once, got {text!r} ({problem})")
+    return values
+
+
 def _check_consistency(values):
     parse_layer_bits(values["layer_bits"])
+    for key in LIST_KEYS:
+        parse_list(key, values[key])
     if values["t_end_time"] < values["t_start_time"]:
         raise ConfigError(f"config key 't_end_time' must be >= t_start_time ({values['t_start_time']}), "
                           f"got {values['t_end_time']}")

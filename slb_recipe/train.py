@@ -9,7 +9,8 @@ on the same temperature and learning-rate schedule as an uninterrupted run.
 import mindspore as ms
 import mindspore.nn as nn
 
-from slb_recipe.callbacks import AverageBatchNormStatistics, CheckpointSaver, EpochReport
+from slb_recipe import plots
+from slb_recipe.callbacks import AverageBatchNormStatistics, CheckpointSaver, EpochReport, TrainingPlots
 from slb_recipe.lr_schedule import get_lr
 from slb_recipe.common import (RecipeError, build_network, checkpoint_dir, checkpoint_record, create_split,
                                epoch_reached, evaluate, load_into_network, loss_function, read_checkpoint,
@@ -61,7 +62,11 @@ def build_optimizer(config, net, lrs, resumed):
 
 
 def training_callbacks(config, model, net, algo, train_data, lrs, has_trained_epoch, rank_id, rank_size):
-    """SLB's own callbacks, then the report, BN-statistics averaging and checkpoints, in that order."""
+    """SLB's own callbacks, then the report, BN-statistics averaging, checkpoints and figures, in that order.
+
+    The figures come last, drawn once the epoch's checkpoint is safe. Only rank 0 draws them: all
+    ranks hold the same network.
+    """
     report = EpochReport(net, lrs, train_data.get_dataset_size(), has_trained_epoch, config.epoch_size,
                          evaluate=_periodic_evaluation(config, net), eval_interval=config.eval_interval,
                          batch_size=config.batch_size, progress_interval_s=config.progress_interval_s)
@@ -72,6 +77,8 @@ def training_callbacks(config, model, net, algo, train_data, lrs, has_trained_ep
         callbacks.append(CheckpointSaver(checkpoint_dir(config, rank_id), checkpoint_record(config),
                                          has_trained_epoch, config.epoch_size, config.save_checkpoint_epochs,
                                          config.keep_checkpoint_max))
+    if config.plots and rank_id == 0 and plots.available():
+        callbacks.append(TrainingPlots(net, report, config.output_path))
     return callbacks
 
 

@@ -71,6 +71,8 @@ def tiny_args(output_path, **overrides):
         "train_image_size": 16, "eval_image_size": 16, "train_num_samples": 16, "eval_num_samples": 16,
         "epoch_size": 2, "warmup_epochs": 1, "save_checkpoint_epochs": 1, "keep_checkpoint_max": 10,
         "num_parallel_workers": 1, "shuffle": False, "mode_name": "PYNATIVE",
+        # Drawing costs seconds a run; tests/test_plots.py and the sweep test turn it on.
+        "plots": False,
     }
     settings.update(overrides)
     args = []
