@@ -93,13 +93,6 @@ def scaled_logits_from_weight(weight, num_bits):
     return _logits_near(normalized, num_bits), scale
 
 
-def check_num_bits(num_bits):
-    """``num_bits`` if it is 1, 2 or 4, the weight bits a quantizer supports; else a ValueError."""
-    if isinstance(num_bits, bool) or num_bits not in (1, 2, 4):
-        raise ValueError(f"'num_bits' must be 1, 2 or 4, but got {num_bits!r}.")
-    return num_bits
-
-
 def _plain_soft_weight(logits, temperature, values):
     """Soft weight from plain MindSpore ops (the fallback when no fused kernel is available)."""
     if len(values) == 2:
@@ -141,8 +134,8 @@ def scale_weight(weight, scale):
     return (weight.reshape((channels, -1)) * scale.reshape((channels, 1))).reshape(weight.shape)
 
 
-class SlbFakeQuantizerPerLayer(nn.Cell):
-    """Turns a layer's logits ``[K, *weight_shape]`` into its (soft or hard) weight.
+class CandidateQuantizer(nn.Cell):
+    """What every weight quantizer has: its bit width and the K candidate values a weight can take.
 
     Args:
         num_bits (int): 1, 2 or 4; the layer's weights take K = 2**num_bits values.
@@ -150,8 +143,24 @@ class SlbFakeQuantizerPerLayer(nn.Cell):
 
     def __init__(self, num_bits):
         super().__init__()
-        self.num_bits = check_num_bits(num_bits)
+        if isinstance(num_bits, bool) or num_bits not in (1, 2, 4):
+            raise ValueError(f"'num_bits' must be 1, 2 or 4, but got {num_bits!r}.")
+        self.num_bits = num_bits
         self.values = tuple(float(value) for value in candidate_values(num_bits))
+
+    def extend_repr(self):
+        return f"bit_num={self.num_bits}"
+
+
+class SlbFakeQuantizerPerLayer(CandidateQuantizer):
+    """Turns a layer's logits ``[K, *weight_shape]`` into its (soft or hard) weight.
+
+    Args:
+        num_bits (int): 1, 2 or 4; the layer's weights take K = 2**num_bits values.
+    """
+
+    def __init__(self, num_bits):
+        super().__init__(num_bits)
         # Parameters, not Python attributes: a compiled graph would not see a changed attribute.
         self.temperature = Parameter(Tensor([1.0], ms.float32), name="temperature", requires_grad=False)
         self.hard_flag = Parameter(Tensor([0.0], ms.float32), name="hard_flag", requires_grad=False)
@@ -212,6 +221,3 @@ class SlbFakeQuantizerPerLayer(nn.Cell):
         soft = _plain_soft_weight(logits, temperature, self.values)
         weight = soft * (1.0 - hard_flag) + self.hard_weight(logits) * hard_flag
         return weight if scale is None else scale_weight(weight, scale)
-
-    def extend_repr(self):
-        return f"bit_num={self.num_bits}"

@@ -9,9 +9,9 @@ and evaluation use the same hard weight; there is no temperature.
 import numpy as np
 
 import mindspore as ms
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, ops
 
-from mindspore_slb.quantizer import candidate_values, check_num_bits, normalized_weight, scale_weight
+from mindspore_slb.quantizer import CandidateQuantizer, normalized_weight, scale_weight
 
 
 def latent_from_weight(weight, num_bits, with_scale):
@@ -23,7 +23,7 @@ def latent_from_weight(weight, num_bits, with_scale):
     return np.clip(normalized, -1.0, 1.0), scale
 
 
-class SteWeightQuantizer(nn.Cell):
+class SteWeightQuantizer(CandidateQuantizer):
     """Turns a layer's latent weights (the float weight's shape) into its candidate weight.
 
     Args:
@@ -31,10 +31,8 @@ class SteWeightQuantizer(nn.Cell):
     """
 
     def __init__(self, num_bits):
-        super().__init__()
-        self.num_bits = check_num_bits(num_bits)
-        values = candidate_values(num_bits)
-        self.values = tuple(float(value) for value in values)
+        super().__init__(num_bits)
+        values = np.array(self.values, np.float32)
         self._value_table = Tensor(values)
         # Comparisons with the midpoints choose exactly the same candidate in compiled graphs, op by
         # op and on every device, where rounding (latent + 1) * (K - 1) / 2 could differ between them.
@@ -65,6 +63,3 @@ class SteWeightQuantizer(nn.Cell):
             passed = latent * ops.stop_gradient((ops.abs(latent) <= 1.0).astype(latent.dtype))
             weight = passed + ops.stop_gradient(weight - passed)
         return weight if scale is None else scale_weight(weight, scale)
-
-    def extend_repr(self):
-        return f"bit_num={self.num_bits}"

@@ -9,7 +9,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.train.callback import Callback
 
 from recipe_data import tiny_args
-from tiny_nets import ConvBnNet, batches, train_model
+from tiny_nets import ConvBnNet, MyConv, MyConvSlbQuant, batches, train_model
 
 from mindspore_slb import (Conv2dSlbQuant, QuantDtype, SlbFakeQuantizerPerLayer, SlbQuantAwareTraining,
                            SlbQuantLayer, SteWeightQuantizer, calibrate_batchnorm, load_packed, packed_network,
@@ -179,39 +179,22 @@ def test_weight_search_is_validated_naming_parameter_value_and_choices(value, er
     assert "weight_search='slb'" in repr(SlbQuantAwareTraining())
 
 
-class MyConv(nn.Cell):
-    def __init__(self, weight):
-        super().__init__()
-        self.weight = Parameter(weight, name="weight")
+class SearchingQuant(MyConvSlbQuant):
+    """A user's quantized type that passes the weight search on (MyConvSlbQuant predates it)."""
 
-    def construct(self, x):
-        return ops.conv2d(x, self.weight, pad_mode="same")
-
-
-class OldStyleQuant(SlbQuantLayer):
-    """A user's quantized type written before weight_search existed."""
-
-    def __init__(self, conv, num_bits, act_quantizer=None, weight_scale=False):
-        super().__init__(conv.weight, num_bits, act_quantizer, weight_scale)
-
-    def compute(self, x, weight):
-        return ops.conv2d(x, weight, pad_mode="same")
-
-
-class SearchingQuant(OldStyleQuant):
     def __init__(self, conv, num_bits, act_quantizer=None, weight_scale=False, weight_search="slb"):
         SlbQuantLayer.__init__(self, conv.weight, num_bits, act_quantizer, weight_scale, weight_search)
 
 
-@pytest.mark.parametrize("quantized_type", [OldStyleQuant, SearchingQuant])
+@pytest.mark.parametrize("quantized_type", [MyConvSlbQuant, SearchingQuant])
 def test_user_registered_type_gets_the_weight_search_when_it_takes_it(quantized_type):
     register_layer(MyConv, quantized_type, deploy=lambda layer, weight: MyConv(weight))
     try:
         weight = Tensor(np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32))
         assert SlbQuantAwareTraining().apply(MyConv(weight)).weight_logits is not None
         algo = SlbQuantAwareTraining({"weight_search": "ste"})
-        if quantized_type is OldStyleQuant:
-            with pytest.raises(TypeError, match="'weight_search' is 'ste', but OldStyleQuant, which quantizes "
+        if quantized_type is MyConvSlbQuant:
+            with pytest.raises(TypeError, match="'weight_search' is 'ste', but MyConvSlbQuant, which quantizes "
                                                 "MyConv, takes no 'weight_search' argument"):
                 algo.apply(MyConv(weight))
         else:
