@@ -13,10 +13,12 @@ from mindspore_slb.packed_layers import packed_network
 from mindspore_slb.packing import PackedFileError, load_packed, save_packed
 from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer
 from mindspore_slb.registry import LayerHandler, register_layer, registered_layers, unregister_layer
+from mindspore_slb.ste import SteWeightQuantizer
 
 __version__ = "0.1.0"
 
 __all__ = ["SlbQuantAwareTraining", "QuantDtype", "Conv2dSlbQuant", "SlbFakeQuantizerPerLayer",
            "SlbActQuantizer", "TemperatureScheduler", "BNCalibration", "calibrate_batchnorm",
            "SlbQuantLayer", "DenseSlbQuant", "LayerHandler", "register_layer", "unregister_layer",
-           "registered_layers", "LayerSummary", "save_packed", "load_packed", "packed_network", "PackedFileError"]
+           "registered_layers", "LayerSummary", "save_packed", "load_packed", "packed_network", "PackedFileError",
+           "SteWeightQuantizer"]

@@ -12,7 +12,7 @@ from mindspore_slb.callbacks import BNCalibration, TemperatureScheduler, _Callba
 from mindspore_slb.config import CONFIG_KEYS, SlbConfig, split_quant_dtype
 from mindspore_slb.convert import convert_network
 from mindspore_slb.layer_plan import bits_for, format_summary, summary_row, type_enabled, unused_patterns
-from mindspore_slb.registry import handler_for, is_quantized, registered_layers
+from mindspore_slb.registry import handler_for, is_quantized, registered_layers, search_argument
 from mindspore_slb.rewrite import replace_cells
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ class SlbQuantAwareTraining:
             ``enable_act_quant``, ``enable_bn_calibration``, ``epoch_size``, ``has_trained_epoch``,
             ``t_start_val``, ``t_start_time``, ``t_end_time``, ``t_factor``, and beyond Golden
             Stick ``enable_dense_quant``, ``enable_weight_scale``, ``exclude_layers``,
-            ``layer_bits``. Each is validated like its setter; an unknown key is an error.
+            ``layer_bits``, ``weight_search``. Each is validated like its setter; an unknown key is
+            an error.
 
     Example:
         >>> algo = SlbQuantAwareTraining({"epoch_size": 100, "has_trained_epoch": 0})
@@ -109,6 +110,12 @@ class SlbQuantAwareTraining:
         """``{path pattern: QuantDtype}``: weight bits of matching layers (first match wins)."""
         self._config.set("layer_bits", layer_bits)
 
+    def set_weight_search(self, weight_search):
+        """How the quantized layers learn their candidates: "slb" (default, SLB as Golden Stick
+        does) or "ste", a straight-through-estimator baseline on the same candidates and layers, to
+        compare SLB against; it has no temperature, so the temperature schedule leaves it alone."""
+        self._config.set("weight_search", weight_search)
+
     def layer_summary(self):
         """The layers the last ``apply`` found quantizable, in network order.
 
@@ -144,7 +151,8 @@ class SlbQuantAwareTraining:
             replacement = None
             if bits is not None:
                 act_quantizer = SlbActQuantizer() if config.enable_act_quant else None
-                replacement = handler.quantized_type(cell, bits, act_quantizer, config.enable_weight_scale)
+                replacement = handler.quantized_type(cell, bits, act_quantizer, config.enable_weight_scale,
+                                                     **search_argument(handler, config.weight_search))
             rows.append(summary_row(path, cell, cell if replacement is None else replacement, bits))
             return replacement
 

@@ -11,6 +11,7 @@ from mindspore_slb.act_quant import SlbActQuantizer
 from mindspore_slb.config import SlbConfig, rise_start_epoch, temperature_at_epoch
 from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer
 from mindspore_slb.registry import is_quantized
+from mindspore_slb.ste import SteWeightQuantizer
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ def _trained_epoch(run_context, config):
 
 
 class TemperatureScheduler(Callback):
-    """Sets every SLB quantizer's temperature at the start of each epoch.
+    """Sets every SLB quantizer's temperature at the start of each epoch (the straight-through
+    baseline's quantizers have none and are left alone).
 
     Epochs are counted after ``has_trained_epoch``, so a resumed run continues the schedule of an
     uninterrupted one. The quantizers are found in the network being trained, so the same
@@ -125,7 +127,7 @@ def calibrate_batchnorm(network, dataset, num_batches=None):
         network.set_train(True)
         # Hard weights, and activation ranges as observed in training, not moved by calibration.
         for _, cell in network.cells_and_names():
-            if isinstance(cell, (SlbFakeQuantizerPerLayer, SlbActQuantizer)):
+            if isinstance(cell, (SlbFakeQuantizerPerLayer, SteWeightQuantizer, SlbActQuantizer)):
                 cell.set_train(False)
         for index, batch in enumerate(dataset.create_tuple_iterator(num_epochs=1)):
             if num_batches is not None and index >= num_batches:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 
 from mindspore.common.dtype import QuantDtype
 
+from mindspore_slb.layers import SLB, WEIGHT_SEARCHES
 from mindspore_slb.quantizer import MAX_TEMPERATURE
 
 WEIGHT_BITS = {QuantDtype.INT1: 1, QuantDtype.INT2: 2, QuantDtype.INT4: 4}
@@ -53,6 +54,15 @@ def check_float(name, value, low, high=None, low_inclusive=False):
     return value
 
 
+def check_choice(name, value, allowed):
+    if not isinstance(value, str):
+        raise TypeError(f"'{name}' must be a str, one of {', '.join(map(repr, allowed))}, but got {value!r} "
+                        f"of type {_type_name(value)}.")
+    if value not in allowed:
+        raise ValueError(f"'{name}' must be one of {', '.join(map(repr, allowed))}, but got {value!r}.")
+    return value
+
+
 def check_exclude_layers(name, value):
     """A list (or tuple) of fnmatch patterns over layer paths and predicates ``f(path, cell) -> bool``."""
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
@@ -93,6 +103,7 @@ _FIELD_CHECKS = {
     "enable_weight_scale": check_bool,
     "exclude_layers": check_exclude_layers,
     "layer_bits": check_layer_bits,
+    "weight_search": lambda name, value: check_choice(name, value, WEIGHT_SEARCHES),
 }
 
 
@@ -113,6 +124,7 @@ class SlbConfig:
     enable_weight_scale: bool = True
     exclude_layers: tuple = ()
     layer_bits: dict = field(default_factory=dict)
+    weight_search: str = SLB
 
     def set(self, name, value):
         """Validate ``value`` for field ``name`` and store it."""
@@ -154,7 +166,7 @@ class SlbConfig:
 
 CONFIG_KEYS = ("quant_dtype", "enable_act_quant", "enable_bn_calibration", "epoch_size",
                "has_trained_epoch", "t_start_val", "t_start_time", "t_end_time", "t_factor",
-               "enable_dense_quant", "enable_weight_scale", "exclude_layers", "layer_bits")
+               "enable_dense_quant", "enable_weight_scale", "exclude_layers", "layer_bits", "weight_search")
 
 
 def split_quant_dtype(value):

@@ -1,23 +1,33 @@
 """Quantized layers: what replaces ``nn.Conv2d`` (and, when enabled, ``nn.Dense``) during SLB training.
 
 Every quantized layer derives from ``SlbQuantLayer``, which owns what SLB adds to a layer: the
-logits, their quantizer, the optional per-output-channel weight scale and the optional input
-quantizer. A subclass only says how the layer computes its output from an input and a weight.
+logits (or, for the straight-through baseline, the latent weights), their quantizer, the optional
+per-output-channel weight scale and the optional input quantizer. A subclass only says how the
+layer computes its output from an input and a weight.
 """
 import numpy as np
 
 from mindspore import Parameter, Tensor, nn, ops
 
 from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer, logits_from_weight, scaled_logits_from_weight
+from mindspore_slb.ste import SteWeightQuantizer, latent_from_weight
+
+SLB = "slb"
+STE = "ste"
+# How a quantized layer learns its choice of candidates; "slb" is the package's method, "ste" a
+# baseline to compare it with.
+WEIGHT_SEARCHES = (SLB, STE)
 
 
 class SlbQuantLayer(nn.Cell):
-    """Base of the quantized layers: a weight searched among 2**bits values by SLB.
+    """Base of the quantized layers: a weight searched among 2**bits values by SLB (or, as a baseline
+    to compare against, learned by a straight-through estimator).
 
-    Exposes ``weight_logits`` (``[K, *weight_shape]``, candidate-major), ``weight_quantizer()``
-    and ``weight_scale``: a Parameter ``[out_channels]`` (the weight's axis 0) multiplying the
-    chosen candidates, or None when the scale is off. The effective hard weight is
-    ``weight_scale[:, None, ...] * values[argmax_k weight_logits]``.
+    With SLB it exposes ``weight_logits`` (``[K, *weight_shape]``, candidate-major; ``weight_latent``
+    is None), with the straight-through baseline ``weight_latent`` (the weight's shape;
+    ``weight_logits`` is None); in both cases ``weight_quantizer()`` and ``weight_scale``: a Parameter
+    ``[out_channels]`` (the weight's axis 0) multiplying the chosen candidates, or None when the
+    scale is off. The effective hard weight is ``weight_scale[:, None, ...] * values[weight_codes()]``.
 
     Args:
         weight (Parameter or Tensor): the float weight; it initialises the logits and the scale.
@@ -25,35 +35,60 @@ class SlbQuantLayer(nn.Cell):
         act_quantizer (SlbActQuantizer, optional): fake-quantizes the input when given.
         weight_scale (bool): learn a per-output-channel scale (True) or use the bare candidates
             (False, as Golden Stick does).
+        weight_search (str): "slb" (the logits and their softmax, SLB) or "ste" (the
+            straight-through baseline, ``SteWeightQuantizer``); one of ``WEIGHT_SEARCHES``.
     """
 
-    def __init__(self, weight, num_bits, act_quantizer=None, weight_scale=False):
+    def __init__(self, weight, num_bits, act_quantizer=None, weight_scale=False, weight_search=SLB):
         super().__init__()
         weight = weight.asnumpy() if hasattr(weight, "asnumpy") else np.asarray(weight, np.float32)
         self.weight_bit_num = num_bits
-        self.fake_quant_weight = SlbFakeQuantizerPerLayer(num_bits)
-        # With a scale, each output channel is fitted on its own; without, the layer's largest
-        # weight maps onto the largest candidate, as before the scale existed.
-        if weight_scale:
-            logits, scale = scaled_logits_from_weight(weight, num_bits)
-            self.weight_scale = Parameter(Tensor(scale), name="weight_scale")
+        self.weight_search = weight_search
+        self.weight_logits = self.weight_latent = None
+        if weight_search == STE:
+            self.fake_quant_weight = SteWeightQuantizer(num_bits)
+            latent, scale = latent_from_weight(weight, num_bits, weight_scale)
         else:
-            logits = logits_from_weight(weight, num_bits)
-            self.weight_scale = None
-        self.weight_logits = Parameter(Tensor(logits), name="weight_logits")
+            self.fake_quant_weight = SlbFakeQuantizerPerLayer(num_bits)
+            # With a scale, each output channel is fitted on its own; without, the layer's largest
+            # weight maps onto the largest candidate, as before the scale existed.
+            if weight_scale:
+                logits, scale = scaled_logits_from_weight(weight, num_bits)
+            else:
+                logits, scale = logits_from_weight(weight, num_bits), None
+        self.weight_scale = None if scale is None else Parameter(Tensor(scale), name="weight_scale")
+        if weight_search == STE:
+            self.weight_latent = Parameter(Tensor(latent), name="weight_latent")
+        else:
+            self.weight_logits = Parameter(Tensor(logits), name="weight_logits")
         self._scale_shape = (-1,) + (1,) * (weight.ndim - 1)
         self.input_quantizer = act_quantizer
 
     def weight_quantizer(self):
         return self.fake_quant_weight
 
+    def searched_weight(self):
+        """The trained Parameter the weight quantizer chooses the candidates from: the logits or
+        the latent weights."""
+        return self.weight_logits if self.weight_latent is None else self.weight_latent
+
     def quantized_weight(self):
         """The (soft or hard) weight the layer computes with; the quantizer applies the scale."""
-        return self.fake_quant_weight(self.weight_logits, self.weight_scale)
+        return self.fake_quant_weight(self.searched_weight(), self.weight_scale)
+
+    def weight_codes(self):
+        """Each weight's candidate index (int ndarray, the weight's shape), as the hard weight chooses."""
+        return self.fake_quant_weight.codes(self.searched_weight())
+
+    def replaced_parameters(self):
+        """The Parameters that the codes, the candidate values and the scale stand for in a
+        deployed network, or that only training needs."""
+        scale = () if self.weight_scale is None else (self.weight_scale,)
+        return (self.searched_weight(), *self.fake_quant_weight.get_parameters()) + scale
 
     def hard_weight(self):
         """The evaluation weight as a NumPy array, exactly what ``construct`` uses in evaluation."""
-        chosen = self.fake_quant_weight.hard_weight(self.weight_logits).asnumpy()
+        chosen = self.fake_quant_weight.hard_weight(self.searched_weight()).asnumpy()
         if self.weight_scale is None:
             return chosen
         return chosen * self.weight_scale.asnumpy().reshape(self._scale_shape)
@@ -77,16 +112,17 @@ class Conv2dSlbQuant(SlbQuantLayer):
     Args:
         conv (nn.Conv2d): the convolution to quantize; its hyper-parameters and bias are taken
             over and its weight initialises the logits.
-        num_bits, act_quantizer, weight_scale: as for ``SlbQuantLayer``.
+        num_bits, act_quantizer, weight_scale, weight_search: as for ``SlbQuantLayer``.
         weight (np.ndarray, optional): the float weight to start from instead of ``conv.weight``,
             for a conv type that transforms its weight before convolving (weight standardization).
     """
 
-    def __init__(self, conv, num_bits, act_quantizer=None, weight_scale=False, weight=None):
+    def __init__(self, conv, num_bits, act_quantizer=None, weight_scale=False, weight=None, weight_search=SLB):
         if conv.data_format != "NCHW":
             raise ValueError(f"Conv2dSlbQuant supports data_format 'NCHW' only, but the conv has "
                              f"'{conv.data_format}'.")
-        super().__init__(conv.weight if weight is None else weight, num_bits, act_quantizer, weight_scale)
+        super().__init__(conv.weight if weight is None else weight, num_bits, act_quantizer, weight_scale,
+                         weight_search)
         self.in_channels = conv.in_channels
         self.out_channels = conv.out_channels
         self.kernel_size = conv.kernel_size
@@ -111,7 +147,7 @@ class Conv2dSlbQuant(SlbQuantLayer):
                 f"kernel_size={self.kernel_size}, weight_bit_num={self.weight_bit_num}, "
                 f"stride={self.stride}, pad_mode={self.pad_mode}, padding={self.padding}, "
                 f"dilation={self.dilation}, group={self.group}, has_bias={self.has_bias}, "
-                f"weight_scale={self.weight_scale is not None}")
+                f"weight_scale={self.weight_scale is not None}, weight_search={self.weight_search}")
 
 
 def deployable_conv2d(layer, weight):
@@ -124,10 +160,11 @@ def deployable_conv2d(layer, weight):
 
 class DenseSlbQuant(SlbQuantLayer):
     """A fully connected layer whose weight ``[out_channels, in_channels]`` is searched by SLB;
-    bias and activation are taken over from the ``nn.Dense`` it replaces."""
+    bias and activation are taken over from the ``nn.Dense`` it replaces (arguments as for
+    ``SlbQuantLayer``)."""
 
-    def __init__(self, dense, num_bits, act_quantizer=None, weight_scale=False):
-        super().__init__(dense.weight, num_bits, act_quantizer, weight_scale)
+    def __init__(self, dense, num_bits, act_quantizer=None, weight_scale=False, weight_search=SLB):
+        super().__init__(dense.weight, num_bits, act_quantizer, weight_scale, weight_search)
         self.in_channels = dense.in_channels
         self.out_channels = dense.out_channels
         self.has_bias = dense.has_bias
@@ -153,7 +190,7 @@ class DenseSlbQuant(SlbQuantLayer):
     def extend_repr(self):
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
                 f"weight_bit_num={self.weight_bit_num}, has_bias={self.has_bias}, "
-                f"weight_scale={self.weight_scale is not None}")
+                f"weight_scale={self.weight_scale is not None}, weight_search={self.weight_search}")
 
 
 def deployable_dense(layer, weight):

@@ -41,8 +41,8 @@ QuantizedWeight.__doc__ = """One quantized layer's hard weight ``scale[:, None, 
 path (str): the layer's path in the network; bits (int); codes (ndarray of int, the weight's shape);
 values (tuple of K floats); scale (float32 ndarray [out_channels] or None); input_quantizer
 (SlbActQuantizer or None); replaced_parameters (tuple of the layer's Parameters that codes, values
-and scale stand for, or that only training needs: logits, temperature, scale); layer (the quantized
-layer itself, or None for a weight that stands alone).
+and scale stand for, or that only training needs: logits or latent weights, temperature, scale);
+layer (the quantized layer itself, or None for a weight that stands alone).
 """
 
 
@@ -93,8 +93,9 @@ def quantized_weights(network):
     """Every quantized layer of ``network`` as a ``QuantizedWeight``, in network order.
 
     The one place that knows which layers are quantized and how their hard weight is formed: the
-    layer's ``weight_logits`` ``[K, *weight_shape]``, ``weight_quantizer().values``, its optional
-    ``weight_scale`` and ``input_quantizer``. The code is the first largest logit, as the hard weight's.
+    layer's ``weight_codes()`` (the candidate each weight takes, as its hard weight chooses),
+    ``weight_quantizer().values``, its optional ``weight_scale`` and ``input_quantizer``; the layer
+    names the parameters these stand for (``replaced_parameters()``).
     """
     found = []
     for path, cell in network.cells_and_names():
@@ -102,11 +103,10 @@ def quantized_weights(network):
             continue
         quantizer = cell.weight_quantizer()
         scale = getattr(cell, "weight_scale", None)
-        replaced = (cell.weight_logits, *quantizer.get_parameters()) + (() if scale is None else (scale,))
         found.append(QuantizedWeight(
-            path=path, bits=quantizer.num_bits, codes=cell.weight_logits.asnumpy().argmax(axis=0),
+            path=path, bits=quantizer.num_bits, codes=cell.weight_codes(),
             values=tuple(quantizer.values), scale=None if scale is None else scale.asnumpy().astype(np.float32),
-            input_quantizer=cell.input_quantizer, replaced_parameters=replaced, layer=cell))
+            input_quantizer=cell.input_quantizer, replaced_parameters=cell.replaced_parameters(), layer=cell))
     return found
 
 

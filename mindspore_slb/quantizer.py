@@ -72,26 +72,14 @@ def _logits_near(scaled, num_bits):
     return (-0.5 * distance ** 2).astype(np.float32)
 
 
-def logits_from_weight(weight, num_bits):
-    """Logits that prefer, for each float weight, the candidates nearest to it once the weight is
-    divided by its layer's largest magnitude (the unscaled candidates' range is [-1, 1])."""
-    weight = np.asarray(weight, dtype=np.float32)
-    largest = np.abs(weight).max()
-    return _logits_near(weight / largest if largest > 0 else weight, num_bits)
-
-
-def scaled_logits_from_weight(weight, num_bits, iterations=5):
-    """Logits and per-output-channel scale (axis 0) such that ``scale * candidates`` fits ``weight``.
+def fitted_channel_scale(weight, num_bits, iterations=5):
+    """Per-output-channel scale (axis 0) such that ``scale * candidates`` fits ``weight``.
 
     Alternates, per channel, choosing the candidates nearest to ``weight / scale`` and the
     least-squares scale for them, ``s = <w, v> / <v, v>`` (for 1 bit: the mean ``|w|``), starting
     from ``s = max |w|``. On Gaussian weights the relative error of the hard weight falls from
     0.52 (one fit) to 0.35 after 5 rounds at 2 bits, 0.128 to 0.120 at 4 bits.
-
-    Returns:
-        tuple(np.ndarray, np.ndarray): logits ``[K, *weight.shape]`` and scale ``[out_channels]``.
     """
-    weight = np.asarray(weight, dtype=np.float32)
     flat = weight.reshape(weight.shape[0], -1)
     values = candidate_values(num_bits)
     scale = np.abs(flat).max(axis=1)
@@ -102,8 +90,43 @@ def scaled_logits_from_weight(weight, num_bits, iterations=5):
         chosen = values[nearest.astype(np.int64)]
         # An all-zero channel gets scale 0: its hard weight stays zero, as the float one is.
         scale = np.maximum((flat * chosen).sum(axis=1) / (chosen * chosen).sum(axis=1), 0.0)
+    return scale.astype(np.float32)
+
+
+def normalized_weight(weight, num_bits, with_scale):
+    """``weight`` on the candidates' scale, where the unscaled candidates span [-1, 1], and the scale.
+
+    With ``with_scale``, each output channel divided by its ``fitted_channel_scale``; without, the
+    whole layer divided by its largest magnitude (scale None). SLB's logits and the straight-through
+    baseline's latent weights both start from it, so both methods start from the same hard weight.
+
+    Returns:
+        tuple(np.ndarray, np.ndarray or None): the float32 normalized weight and ``[out_channels]`` scale.
+    """
+    weight = np.asarray(weight, dtype=np.float32)
+    if not with_scale:
+        largest = np.abs(weight).max()
+        return (weight / largest if largest > 0 else weight), None
+    scale = fitted_channel_scale(weight, num_bits)
     safe = np.where(scale > 0, scale, 1.0).reshape((-1,) + (1,) * (weight.ndim - 1))
-    return _logits_near(weight / safe, num_bits), scale.astype(np.float32)
+    return weight / safe, scale
+
+
+def logits_from_weight(weight, num_bits):
+    """Logits that prefer, for each float weight, the candidates nearest to it once the weight is
+    divided by its layer's largest magnitude (the unscaled candidates' range is [-1, 1])."""
+    return _logits_near(normalized_weight(weight, num_bits, False)[0], num_bits)
+
+
+def scaled_logits_from_weight(weight, num_bits):
+    """Logits and per-output-channel scale (axis 0) such that ``scale * candidates`` fits ``weight``
+    (see ``fitted_channel_scale``).
+
+    Returns:
+        tuple(np.ndarray, np.ndarray): logits ``[K, *weight.shape]`` and scale ``[out_channels]``.
+    """
+    normalized, scale = normalized_weight(weight, num_bits, True)
+    return _logits_near(normalized, num_bits), scale
 
 
 def _plain_soft_weight(logits, temperature, values):
@@ -147,8 +170,8 @@ def scale_weight(weight, scale):
     return (weight.reshape((channels, -1)) * scale.reshape((channels, 1))).reshape(weight.shape)
 
 
-class SlbFakeQuantizerPerLayer(nn.Cell):
-    """Turns a layer's logits ``[K, *weight_shape]`` into its (soft or hard) weight.
+class CandidateQuantizer(nn.Cell):
+    """What every weight quantizer has: its bit width and the K candidate values a weight can take.
 
     Args:
         num_bits (int): 1, 2 or 4; the layer's weights take K = 2**num_bits values.
@@ -160,6 +183,20 @@ class SlbFakeQuantizerPerLayer(nn.Cell):
             raise ValueError(f"'num_bits' must be 1, 2 or 4, but got {num_bits!r}.")
         self.num_bits = num_bits
         self.values = tuple(float(value) for value in candidate_values(num_bits))
+
+    def extend_repr(self):
+        return f"bit_num={self.num_bits}"
+
+
+class SlbFakeQuantizerPerLayer(CandidateQuantizer):
+    """Turns a layer's logits ``[K, *weight_shape]`` into its (soft or hard) weight.
+
+    Args:
+        num_bits (int): 1, 2 or 4; the layer's weights take K = 2**num_bits values.
+    """
+
+    def __init__(self, num_bits):
+        super().__init__(num_bits)
         # Parameters, not Python attributes: a compiled graph would not see a changed attribute.
         self.temperature = Parameter(Tensor([1.0], ms.float32), name="temperature", requires_grad=False)
         self.hard_flag = Parameter(Tensor([0.0], ms.float32), name="hard_flag", requires_grad=False)
@@ -196,6 +233,11 @@ class SlbFakeQuantizerPerLayer(nn.Cell):
     def hard_weight(self, logits):
         return _plain_hard_weight(logits, self.values)
 
+    def codes(self, logits):
+        """Each weight's candidate index (int ndarray, the weight's shape): the first largest logit,
+        the hard weight's choice."""
+        return logits.asnumpy().argmax(axis=0)
+
     def construct(self, logits, scale=None):
         """The weight from ``logits``; with ``scale`` ([out_channels]), each output channel's
         weights times its scale."""
@@ -215,6 +257,3 @@ class SlbFakeQuantizerPerLayer(nn.Cell):
         soft = _plain_soft_weight(logits, temperature, self.values)
         weight = soft * (1.0 - hard_flag) + self.hard_weight(logits) * hard_flag
         return weight if scale is None else scale_weight(weight, scale)
-
-    def extend_repr(self):
-        return f"bit_num={self.num_bits}"

@@ -10,11 +10,12 @@ its final weight::
 
     register_layer(MyConv, MyConvSlbQuant, lambda layer, weight: MyConv(..., weight=weight))
 """
+import inspect
 from dataclasses import dataclass
 
 from mindspore import nn
 
-from mindspore_slb.layers import (Conv2dSlbQuant, DenseSlbQuant, SlbQuantLayer, deployable_conv2d,
+from mindspore_slb.layers import (SLB, Conv2dSlbQuant, DenseSlbQuant, SlbQuantLayer, deployable_conv2d,
                                   deployable_dense)
 
 
@@ -26,7 +27,9 @@ class LayerHandler:
         float_type (type): the Cell type quantized (its subclasses too, unless they override
             ``construct``: they compute something else).
         quantized_type (type): a ``SlbQuantLayer`` subclass built as
-            ``quantized_type(cell, num_bits, act_quantizer, weight_scale)``.
+            ``quantized_type(cell, num_bits, act_quantizer, weight_scale)``, plus the keyword
+            argument ``weight_search="ste"`` for the straight-through baseline (a type that takes no
+            such keyword is quantized by SLB only).
         deploy (callable): ``deploy(quantized_layer, weight)`` returns the plain Cell computing
             what the quantized layer computes in evaluation, given its final weight (a Tensor)
             and without its input quantizer (``convert`` adds that in front).
@@ -84,6 +87,20 @@ def handler_of_quantized(layer):
         if type(layer) is handler.quantized_type:
             return handler
     raise ValueError(f"No registered handler quantizes into {type(layer).__name__}; it cannot be converted.")
+
+
+def search_argument(handler, weight_search):
+    """The keyword arguments that make ``handler.quantized_type`` learn by ``weight_search``: none for
+    SLB, so a type written before ``weight_search`` existed is built as it always was."""
+    if weight_search == SLB:
+        return {}
+    parameters = inspect.signature(handler.quantized_type).parameters
+    if "weight_search" not in parameters and not any(
+            parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        raise TypeError(f"'weight_search' is {weight_search!r}, but {handler.quantized_type.__name__}, which "
+                        f"quantizes {handler.float_type.__name__}, takes no 'weight_search' argument: accept "
+                        f"it and pass it on to SlbQuantLayer.__init__, or keep weight_search 'slb'.")
+    return {"weight_search": weight_search}
 
 
 def is_quantized(cell):

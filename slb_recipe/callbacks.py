@@ -23,7 +23,8 @@ class LossDivergedError(RecipeError):
 
 
 def current_temperature(net):
-    """The SLB temperature of net's weight quantizers, or None for a float network."""
+    """The SLB temperature of net's weight quantizers, or None for a network without (float, or the
+    straight-through baseline)."""
     for _, cell in net.cells_and_names():
         if type(cell).__name__ == SLB_QUANTIZER_CLASS:
             return float(cell.temperature)
@@ -124,7 +125,7 @@ class EpochReport(RunEpochCallback):
         print(self._describe(record))
 
     def _describe(self, record):
-        temperature = "n/a (float)" if record["temperature"] is None else f"{record['temperature']:.6g}"
+        temperature = "n/a" if record["temperature"] is None else f"{record['temperature']:.6g}"
         text = (f"epoch {record['epoch']}/{self.epoch_size}: loss {record['loss']:.6f}, "
                 f"epoch time {record['epoch_time_s']:.2f} s, per step {record['step_time_ms']:.1f} ms, "
                 f"temperature {temperature}, lr {record['lr']:.6g}")

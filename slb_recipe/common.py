@@ -14,7 +14,8 @@ from slb_recipe.config import parse_args, parse_layer_bits, split_patterns
 from slb_recipe.dataset import DataPathError, create_dataset
 from slb_recipe.resnet import resnet18
 
-CHECKPOINT_NAME = re.compile(r"^resnet18_(?P<quant>W\d+(A8)?)-(?P<epoch>\d+)\.ckpt$")
+CHECKPOINT_NAME = re.compile(r"^resnet18_(?P<quant>W\d+(A8|_STE)?)-(?P<epoch>\d+)\.ckpt$")
+STE_SUFFIX = "_STE"
 # A checkpoint is written under this infix first, then renamed; a leftover one is an interrupted save.
 PARTIAL_INFIX = ".partial."
 # Key under which a checkpoint records the last epoch it completed (the epoch reached).
@@ -99,12 +100,13 @@ def create_split(config, do_train, rank_id=0, rank_size=1, first_epoch=0):
 
 
 def weight_bits(quant_type):
-    """'W2A8' -> 2; 'W32' (the float baseline) -> 32."""
+    """'W2A8' -> 2; 'W1_STE' -> 1; 'W32' (the float baseline) -> 32."""
     return int(re.match(r"W(\d+)", quant_type).group(1))
 
 
 def build_slb_algorithm(config, has_trained_epoch):
-    """The SLB algorithm for the config's quant_type, or None for the float baseline W32."""
+    """The SLB algorithm for the config's quant_type (the straight-through baseline for W*_STE), or
+    None for the float baseline W32."""
     if config.quant_type == "W32":
         return None
     from mindspore_slb import QuantDtype, SlbQuantAwareTraining  # pylint: disable=import-outside-toplevel
@@ -123,6 +125,7 @@ def build_slb_algorithm(config, has_trained_epoch):
         "enable_dense_quant": config.enable_dense_quant,
         "exclude_layers": split_patterns(config.exclude_layers),
         "layer_bits": {pattern: dtypes[bits] for pattern, bits in parse_layer_bits(config.layer_bits).items()},
+        "weight_search": "ste" if config.quant_type.endswith(STE_SUFFIX) else "slb",
     })
 
 

@@ -19,7 +19,8 @@ from slb_recipe.resnet import CONV_INITS, DENSE_INITS
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 DEFAULT_CONFIG_PATH = os.path.join(CONFIG_DIR, "resnet18_digits_config.yaml")
 
-QUANT_TYPES = ("W32", "W1", "W2", "W4", "W1A8", "W2A8", "W4A8")
+# _STE: the straight-through-estimator baseline on SLB's candidates, layers and schedule.
+QUANT_TYPES = ("W32", "W1", "W2", "W4", "W1A8", "W2A8", "W4A8", "W1_STE", "W2_STE", "W4_STE")
 
 
 class ConfigError(ValueError):
@@ -66,8 +67,8 @@ OPTIONS = {
     "conv_init": Option(str, "XavierUniform", "initializer of conv weights", tuple(CONV_INITS)),
     "dense_init": Option(str, "TruncatedNormal", "initializer of the classifier", tuple(DENSE_INITS)),
     # quantization
-    "quant_type": Option(str, "W1", "weight bits (W32: float baseline) and optional 8-bit activations",
-                         QUANT_TYPES),
+    "quant_type": Option(str, "W1", "weight bits (W32: float baseline) and optional 8-bit activations; "
+                                    "_STE: a straight-through-estimator baseline instead of SLB", QUANT_TYPES),
     "enable_bn_calibration": Option(bool, False, "re-estimate BN statistics with discrete weights"),
     "t_start_val": Option(float, 1.0, "initial temperature", minimum=1e-12),
     "t_start_time": Option(float, 0.2, "fraction of epochs after which the temperature rises", minimum=0, maximum=1),

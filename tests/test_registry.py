@@ -1,30 +1,11 @@
 """The layer-handler registry: Dense quantization, a user's own layer type, subclasses."""
 import numpy as np
 import pytest
-from mindspore import Parameter, Tensor, nn, ops
+from mindspore import Tensor, nn
 
 from mindspore_slb import (DenseSlbQuant, QuantDtype, SlbQuantAwareTraining, SlbQuantLayer, register_layer,
                            unregister_layer)
-from tiny_nets import ConvBnNet, batches, train_model
-
-
-class MyConv(nn.Cell):
-    """A user's own convolution type, unknown to the package (the README's example)."""
-
-    def __init__(self, weight):
-        super().__init__()
-        self.weight = Parameter(weight, name="weight")
-
-    def construct(self, x):
-        return ops.conv2d(x, self.weight, pad_mode="same")
-
-
-class MyConvSlbQuant(SlbQuantLayer):
-    def __init__(self, conv, num_bits, act_quantizer=None, weight_scale=False):
-        super().__init__(conv.weight, num_bits, act_quantizer, weight_scale)
-
-    def compute(self, x, weight):
-        return ops.conv2d(x, weight, pad_mode="same")
+from tiny_nets import ConvBnNet, MyConv, MyConvSlbQuant, batches, train_model
 
 
 @pytest.fixture

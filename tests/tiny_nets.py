@@ -3,8 +3,10 @@ from collections import OrderedDict
 
 import mindspore as ms
 import numpy as np
-from mindspore import Tensor, nn
+from mindspore import Parameter, Tensor, nn, ops
 import mindspore.dataset as ds
+
+from mindspore_slb import SlbQuantLayer
 
 
 class ConvBnNet(nn.Cell):
@@ -87,3 +89,22 @@ class ContainersNet(nn.Cell):
         x = self.branches[0](x) + self.branches[1](x) + self.side["deep"](x)
         x = self.frozen(x)
         return self.flatten(self.pool(self.classifier(x)))
+
+
+class MyConv(nn.Cell):
+    """A user's own convolution type, unknown to the package (the README's example)."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = Parameter(weight, name="weight")
+
+    def construct(self, x):
+        return ops.conv2d(x, self.weight, pad_mode="same")
+
+
+class MyConvSlbQuant(SlbQuantLayer):
+    def __init__(self, conv, num_bits, act_quantizer=None, weight_scale=False):
+        super().__init__(conv.weight, num_bits, act_quantizer, weight_scale)
+
+    def compute(self, x, weight):
+        return ops.conv2d(x, weight, pad_mode="same")
