@@ -12,6 +12,7 @@ from mindspore_slb.callbacks import BNCalibration, TemperatureScheduler, _Callba
 from mindspore_slb.config import CONFIG_KEYS, SlbConfig, split_quant_dtype
 from mindspore_slb.convert import convert_network
 from mindspore_slb.layer_plan import bits_for, format_summary, summary_row, type_enabled, unused_patterns
+from mindspore_slb.packing import refuse_packed
 from mindspore_slb.registry import handler_for, is_quantized, registered_layers, search_argument
 from mindspore_slb.rewrite import replace_cells
 
@@ -218,6 +219,7 @@ class SlbQuantAwareTraining:
             raise TypeError(f"'net_opt' must be a mindspore.nn.Cell, but got {type(net_opt).__name__}.")
         if not isinstance(ckpt_path, str):
             raise TypeError(f"'ckpt_path' must be a str, but got {ckpt_path!r} of type {type(ckpt_path).__name__}.")
+        refuse_packed(net_opt, "net_opt")
         quantized = [cell for _, cell in net_opt.cells_and_names() if is_quantized(cell)]
         if not quantized:
             raise ValueError("'net_opt' has no SLB-quantized layer: pass the network returned by apply().")

@@ -118,14 +118,29 @@ def _kept_parameters(network, layers):
 
 def require_quantized_weights(network, name="network"):
     """``quantized_weights(network)``; a TypeError or ValueError naming the parameter ``name`` when
-    ``network`` is no Cell or has no quantized layer."""
+    ``network`` is no Cell, is already packed or has no quantized layer."""
     if not isinstance(network, nn.Cell):
         raise TypeError(f"'{name}' must be a mindspore.nn.Cell, but got {type(network).__name__}.")
+    refuse_packed(network, name)
     layers = quantized_weights(network)
     if not layers:
         raise ValueError(f"'{name}' ({type(network).__name__}) has no quantized layer: pass the network "
                          "returned by SlbQuantAwareTraining.apply().")
     return layers
+
+
+def refuse_packed(network, name):
+    """A ValueError naming the parameter ``name`` when ``network`` holds a ``PackedLayer``.
+
+    A packed layer keeps its trained quantized layer inside (it computes with it), so a second
+    packing or a conversion would find that layer and pack or convert it again.
+    """
+    # Imported here: packed_layers builds on this module.
+    from mindspore_slb.packed_layers import PackedLayer  # pylint: disable=import-outside-toplevel
+    for path, cell in network.cells_and_names():
+        if isinstance(cell, PackedLayer):
+            raise ValueError(f"'{name}' is already packed (a PackedLayer at '{path or name}'): pack, save or "
+                             "convert the trained quantized network, not the result of packed_network().")
 
 
 def _layer_tensors(layer):

@@ -1,7 +1,6 @@
 """Where the search of each quantized layer stands, read from a live network for the figures.
 
-A quantized layer without logits (one that is not searched, e.g. a straight-through quantizer)
-has no decidedness; its chosen values are read from its hard weight.
+A quantized layer without logits (the straight-through baseline) has no decidedness.
 """
 import numpy as np
 
@@ -32,23 +31,5 @@ def decidedness_by_layer(net):
 
 def chosen_values_by_layer(net):
     """[(path, flat array of each weight's chosen candidate value, before any weight scale)]."""
-    return [(path, _chosen_values(layer).ravel()) for path, layer in quantized_layers(net)]
-
-
-def _chosen_values(layer):
-    logits = getattr(layer, "weight_logits", None)
-    if logits is None:
-        return _unscaled_hard_weight(layer)
-    values = np.asarray(layer.weight_quantizer().values, np.float32)
-    # np.argmax takes the first maximum on ties, as the layer's hard weight does.
-    return values[np.argmax(logits.asnumpy(), axis=0)]
-
-
-def _unscaled_hard_weight(layer):
-    weight = np.asarray(layer.hard_weight(), np.float32)
-    scale = getattr(layer, "weight_scale", None)
-    if scale is None:
-        return weight
-    scale = scale.asnumpy().reshape((-1,) + (1,) * (weight.ndim - 1))
-    # A zero scale leaves its channel at zero whatever was chosen: those weights count as 0.
-    return np.divide(weight, scale, out=np.zeros_like(weight), where=scale != 0)
+    return [(path, np.asarray(layer.weight_quantizer().values, np.float32)[layer.weight_codes()].ravel())
+            for path, layer in quantized_layers(net)]

@@ -230,3 +230,17 @@ def test_bad_arguments_name_the_parameter(tmp_path, packed_file):
     _, network, _ = quantized_network(1, False)
     with pytest.raises(TypeError, match="'file_name' must be a non-empty str"):
         save_packed(network, 3)
+
+
+def test_a_packed_network_is_not_packed_saved_or_converted_again(tmp_path):
+    algo, network, images = quantized_network(2, act_quant=False)
+    expected = packed_network(network)(images).asnumpy()
+    # The packed layers keep their quantized layers inside; none of these may reach them.
+    for again in (lambda: packed_network(network), lambda: save_packed(network, str(tmp_path / "x.slb")),
+                  lambda: size_rows(network)):
+        with pytest.raises(ValueError, match=r"'network' is already packed \(a PackedLayer at 'stem'\)"):
+            again()
+    with pytest.raises(ValueError, match=r"'net_opt' is already packed"):
+        algo.convert(network)
+    assert not os.path.exists(tmp_path / "x.slb")
+    assert np.array_equal(network(images).asnumpy(), expected)

@@ -134,3 +134,25 @@ def test_a_figure_that_cannot_be_drawn_is_said_once_and_does_not_stop_training(t
     printed = capsys.readouterr().out
     assert printed.count("No space left on device") == 1 and "training goes on without figures" in printed
     assert pngs_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("weight_search", ["slb", "ste"])
+def test_search_state_reads_each_layers_chosen_candidates(weight_search):
+    from mindspore_slb import QuantDtype, SlbQuantAwareTraining  # pylint: disable=import-outside-toplevel
+    from mindspore_slb.registry import is_quantized  # pylint: disable=import-outside-toplevel
+    from slb_recipe.search_state import chosen_values_by_layer, decidedness_by_layer  # noqa: E402
+    from tiny_nets import ConvBnNet  # pylint: disable=import-outside-toplevel
+    algo = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT2, "weight_search": weight_search,
+                                  "enable_weight_scale": True})
+    net = algo.apply(ConvBnNet())
+    layers = {path: cell for path, cell in net.cells_and_names() if is_quantized(cell)}
+    chosen = chosen_values_by_layer(net)
+    assert [path for path, _ in chosen] == list(layers) and len(layers) == 3
+    for path, values in chosen:
+        hard = layers[path].hard_weight()
+        # Times the layer's scale, the chosen candidates are its hard weight.
+        scale = layers[path].weight_scale.asnumpy().reshape((-1,) + (1,) * (hard.ndim - 1))
+        assert np.allclose(values.reshape(hard.shape) * scale, hard)
+        assert set(np.unique(values).tolist()) <= set(candidate_values(2).tolist())
+    # Only SLB searches over candidate probabilities; the straight-through baseline has none.
+    assert list(decidedness_by_layer(net)) == (list(layers) if weight_search == "slb" else [])
