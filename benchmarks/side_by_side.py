@@ -84,7 +84,8 @@ def run_one(args, implementation, quant_type, seed):
             return json.load(stream)
     python = sys.executable if implementation == "mindspore_slb" else \
         os.path.join(args.anchor, "venv", "bin", "python")
-    recipe_args = [*args.recipe_args, "--quant_type", quant_type, "--seed", str(seed)]
+    # No figures: they read this package's layers, which Golden Stick's networks do not have.
+    recipe_args = [*args.recipe_args, "--quant_type", quant_type, "--seed", str(seed), "--plots", "False"]
     command = [python, os.path.abspath(__file__), "--anchor", args.anchor, "--worker", implementation, folder,
                "--", *recipe_args]
     os.makedirs(folder, exist_ok=True)

@@ -12,7 +12,6 @@ from mindspore.train.callback import Callback
 
 from slb_recipe import plots
 from slb_recipe.common import EPOCH_KEY, RecipeError, checkpoint_name, save_checkpoint_atomically, saved_checkpoints
-from slb_recipe.search_state import chosen_values_by_layer, decidedness_by_layer
 
 SLB_QUANTIZER_CLASS = "SlbFakeQuantizerPerLayer"
 BN_STATISTICS_SUFFIXES = (".moving_mean", ".moving_variance")
@@ -139,7 +138,9 @@ class TrainingPlots(Callback):
     candidate values per layer (see slb_recipe.plots).
 
     Draws `report`'s history, so it must follow the EpochReport in the callback list. Records,
-    per epoch, how decided each searched layer of `net` is.
+    per epoch, how decided each searched layer of `net` is. Like the rest of the recipe, it imports
+    mindspore_slb's modules only when it uses them: benchmarks/side_by_side.py runs the recipe on
+    Golden Stick through a shim that serves mindspore_slb's top-level names only.
     """
 
     def __init__(self, net, report, folder):
@@ -151,10 +152,12 @@ class TrainingPlots(Callback):
         self.failed = False
 
     def on_train_epoch_end(self, run_context):
+        from slb_recipe.search_state import decidedness_by_layer  # pylint: disable=import-outside-toplevel
         self.decidedness_history.append((self.report.history[-1]["epoch"], decidedness_by_layer(self.net)))
         self._draw(lambda: plots.draw_training_figures(self.folder, self.report.history, self.decidedness_history))
 
     def on_train_end(self, run_context):
+        from slb_recipe.search_state import chosen_values_by_layer  # pylint: disable=import-outside-toplevel
         self._draw(lambda: plots.draw_chosen_values(self.folder, chosen_values_by_layer(self.net)))
 
     def _draw(self, draw):

@@ -1,6 +1,7 @@
 """The Golden Stick side-by-side script: which package each run imports, resuming, the summary."""
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -49,3 +50,14 @@ def test_an_anchor_without_its_venv_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         side_by_side.parse_args(["--anchor", str(tmp_path)])
     assert "has no venv/bin/python: build it with bash benchmarks/golden_stick_env.sh DIR" in capsys.readouterr().err
+
+
+def test_the_recipe_imports_only_mindspore_slbs_top_level_names_until_it_builds_a_network(tmp_path):
+    shim = tmp_path / "shim" / "mindspore_slb"
+    os.makedirs(shim)
+    (shim / "__init__.py").write_text("")  # a package with no submodules, as Golden Stick's shim
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import mindspore_slb; sys.path.insert(0, sys.argv[2]); "
+            "import slb_recipe.train, slb_recipe.evaluate, slb_recipe.sweep")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "shim"), side_by_side.REPO_ROOT],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
