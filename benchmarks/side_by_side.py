@@ -33,6 +33,8 @@ def parse_args(argv=None):
     parser.add_argument("--anchor", required=True, help="folder golden_stick_env.sh built (holds venv/ and shim/)")
     parser.add_argument("--quant_types", nargs="+", default=["W4", "W2", "W1"], choices=["W1", "W2", "W4"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--implementations", nargs="+", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS,
+                        help="compare only these (a later run with both reads finished runs back)")
     parser.add_argument("--output", default="./output/side_by_side")
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "RUN_FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("recipe_args", nargs="*", help="recipe arguments, after --")
@@ -126,7 +128,7 @@ def main(argv=None):
         print(json.dumps(worker(*args.worker, args.recipe_args, args.anchor)))
         return None
     runs = [(implementation, quant_type, seed) for seed in args.seeds for quant_type in args.quant_types
-            for implementation in IMPLEMENTATIONS]
+            for implementation in args.implementations]
     results = []
     for index, run in enumerate(runs, 1):
         print(f"run {index}/{len(runs)}: {run[0]} {run[1]} seed {run[2]}", flush=True)
