@@ -62,14 +62,25 @@ def decidedness(logits, temperature):
     return float(candidate_probabilities(logits, temperature).max(axis=0).mean())
 
 
+# With two candidates, _logits_near's distance rule gives a weight at x the logit gap x / 2: 3 and 7
+# times the gaps between neighbouring candidates at 2 and 4 bits. Scaled down, the 1-bit search
+# starts less decided and flips more weights before the temperature schedule ends (Fashion-MNIST,
+# ResNet18 width 16, 8 epochs, top-1 with seeds 1 / 2: 0.845 / 0.844 unscaled, 0.859 / 0.850 at 0.2).
+ONE_BIT_LOGIT_SCALE = 0.2
+
+
 def _logits_near(scaled, num_bits):
     """Each candidate's logit falls with its squared distance to the scaled weight, measured in
-    units of the candidates' range width, the same for every bit width. Measured in candidate
+    units of the candidates' range width, the same for every bit width (for 1 bit then scaled by
+    ONE_BIT_LOGIT_SCALE, which keeps every weight's preferred candidate). Measured in candidate
     spacings instead, the softmax of 2 and 4 bits started saturated and their logits barely moved
     (digits, ResNet18 width 32: top-1 W4 0.947 -> 0.975, W2 0.958 -> 0.986, W1 unchanged)."""
     values = candidate_values(num_bits).reshape((-1,) + (1,) * scaled.ndim)
     distance = (scaled[None] - values) / 2.0
-    return (-0.5 * distance ** 2).astype(np.float32)
+    logits = -0.5 * distance ** 2
+    if num_bits == 1:
+        logits *= ONE_BIT_LOGIT_SCALE
+    return logits.astype(np.float32)
 
 
 def fitted_channel_scale(weight, num_bits, iterations=5):
