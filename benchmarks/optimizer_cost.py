@@ -60,7 +60,7 @@ def main(argv=None):
     for bits in [0] + args.bits:
         count, milliseconds = update_ms(bits, args.width)
         base = base or milliseconds
-        print(f"| {'W' + str(bits) if bits else 'float'} | {count / 1e6:.1f} | {milliseconds:.0f} "
+        print(f"| {'W' + str(bits) if bits else 'float'} | {count / 1e6:.2f} | {milliseconds:.0f} "
               f"| {milliseconds / base:.1f}x |", flush=True)
 
 

@@ -55,3 +55,18 @@ def test_recipe_benchmark_times_each_configuration_against_float_in_each_round(t
         assert len(row["step_ms_rounds"]) == 2 and all(step > 0 for step in row["step_ms_rounds"])
         assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
     assert "| 4 | W1 | plain |" in done.stdout
+
+
+OPTIMIZER_SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "optimizer_cost.py")
+
+
+def test_optimizer_cost_counts_k_logits_per_quantized_weight():
+    done = subprocess.run([sys.executable, OPTIMIZER_SCRIPT, "--width", "16", "--bits", "1", "4"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "weights" not in line]
+    assert [row[0].strip() for row in rows] == ["float", "W1", "W4"]
+    floats = [float(row[1]) for row in rows]
+    # 2 and 16 logits stand for each conv weight; the other parameters stay as they are.
+    assert floats[0] < floats[1] <= 2 * floats[0] + 0.01 and 8 * floats[0] < floats[2] <= 16 * floats[0] + 0.01
+    assert rows[0][3].strip() == "1.0x" and all(float(row[2]) > 0 for row in rows)
