@@ -53,12 +53,12 @@ def train_and_evaluate(recipe_args, run_folder):
     from slb_recipe.config import parse_args as recipe_config  # pylint: disable=import-outside-toplevel
 
     config = recipe_config([*recipe_args, "--output_path", run_folder])
-    start = time.monotonic()
+    start = time.perf_counter()
     train.run(config)
-    train_seconds = time.monotonic() - start
+    train_time_s = time.perf_counter() - start
     setup_runtime(config)
     net, _, _ = load_trained_network(config)
-    return {**evaluate(net, create_split(config, False), config), "train_seconds": train_seconds}
+    return {**evaluate(net, create_split(config, False), config), "train_time_s": train_time_s}
 
 
 def worker(implementation, run_folder, recipe_args, anchor):
@@ -97,9 +97,11 @@ def run_one(args, implementation, quant_type, seed):
         raise SystemExit(f"{implementation} {quant_type} seed {seed} failed: see {folder}/log.txt")
     with open(os.path.join(folder, METRICS_FILE), encoding="utf-8") as stream:
         result = {"implementation": implementation, "quant_type": quant_type, "seed": seed, **json.load(stream)}
-    with open(result_path + ".partial", "w", encoding="utf-8") as stream:
-        json.dump(result, stream, indent=2)
-    os.replace(result_path + ".partial", result_path)
+    sys.path.insert(0, REPO_ROOT)
+    # Imported here, in the comparing process only: a Golden Stick worker must import its shim
+    # before anything puts this repository on sys.path.
+    from slb_recipe.sweep import write_atomically  # pylint: disable=import-outside-toplevel
+    write_atomically(result_path, json.dumps(result, indent=2))
     return result
 
 

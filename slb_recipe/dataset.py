@@ -251,13 +251,10 @@ def read_idx(path, dimensions):
     The header, the size it declares and the bytes present must agree, so a truncated or foreign
     file is refused here rather than mid-epoch.
     """
+    opener = gzip.open if path.endswith(".gz") else open
     try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as stream:
-                content = stream.read()
-        else:
-            with open(path, "rb") as stream:
-                content = stream.read()
+        with opener(path, "rb") as stream:
+            content = stream.read()
     except (OSError, EOFError, zlib.error) as error:
         raise DataPathError(f"idx file '{path}' cannot be read ({' '.join(str(error).split())}): "
                             "truncated or not gzip") from error

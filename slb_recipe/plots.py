@@ -107,7 +107,7 @@ def _draw_schedules(folder, history):
         temperature_axes.set(title="SLB temperature", ylabel="temperature", yscale="log")
         _epoch_axis(temperature_axes)
     else:
-        _note(temperature_axes, "float network (W32): no temperature")
+        _note(temperature_axes, "no temperature: float network (W32) or straight-through baseline")
     lr_axes.plot(epochs, [record["lr"] for record in history], marker="o")
     lr_axes.set(title="learning rate (epoch's last step)", ylabel="learning rate")
     _epoch_axis(lr_axes)

@@ -85,7 +85,7 @@ def markdown_tables(summary, rows):
     return "\n".join(lines)
 
 
-def _write_atomically(path, text):
+def write_atomically(path, text):
     """A temporary name, then a rename: an interrupted write never leaves half a file behind."""
     temporary = path + ".partial"
     with open(temporary, "w", encoding="utf-8") as stream:
@@ -110,7 +110,7 @@ def _train_and_evaluate(base, quant_type, seed, folder):
     # The checkpoint this training saved, not whatever is newest in a folder an earlier attempt used.
     metrics = evaluation.run(with_overrides(config, checkpoint_file_path=checkpoint or ""))["quantized"]
     row = {"quant_type": quant_type, "seed": seed, **metrics, "train_time_s": train_time_s, "checkpoint": checkpoint}
-    _write_atomically(os.path.join(folder, RUN_RESULT_NAME), json.dumps(row, indent=2))
+    write_atomically(os.path.join(folder, RUN_RESULT_NAME), json.dumps(row, indent=2))
     return row
 
 
@@ -119,8 +119,8 @@ def write_results(config, rows):
     summary = summarize(rows)
     table = markdown_tables(summary, rows)
     os.makedirs(config.output_path, exist_ok=True)
-    _write_atomically(os.path.join(config.output_path, MARKDOWN_NAME), table + "\n")
-    _write_atomically(os.path.join(config.output_path, JSON_NAME),
+    write_atomically(os.path.join(config.output_path, MARKDOWN_NAME), table + "\n")
+    write_atomically(os.path.join(config.output_path, JSON_NAME),
                       json.dumps({"summary": summary, "runs": rows}, indent=2))
     if config.plots:
         plots.draw_sweep(config.output_path, summary)
