@@ -181,7 +181,10 @@ class ScaledWeightNet(nn.Cell):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("num_candidates, shape", [(2, WEIGHT_SHAPE), (4, WEIGHT_SHAPE), (16, WEIGHT_SHAPE),
-                                                   (2, (300, 512)), (16, (40, 9, 3, 3))])
+                                                   (2, (300, 512)), (16, (40, 9, 3, 3)),
+                                                   # split across threads in whole channels that are not
+                                                   # whole blocks, and unevenly: 2 channels on one thread
+                                                   (16, (21, 700)), (2, (3, 30001)), (2, (1, 40000))])
 def test_scaled_op_folds_the_channel_scale_into_weight_and_gradients(mode, num_candidates, shape):
     """w = s[c] * v(a); d logits = the unscaled gradient for dout * s; d s[c] = sum over c of dout * v(a)."""
     mindspore.set_context(mode=mode)
