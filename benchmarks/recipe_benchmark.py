@@ -11,7 +11,10 @@ shows the median over rounds with the range the rounds spanned.
     python benchmarks/recipe_benchmark.py --widths 16 --rounds 5 --bits 1
 
 The weight path: `fused` is the C++ kernel, `plain` MindSpore ops (MINDSPORE_SLB_NATIVE=0),
-`default` what the package picks by itself.
+`default` what the package picks by itself, and `golden_stick` Golden Stick's SLB in the same recipe
+(`--anchor DIR`, the environment benchmarks/golden_stick_env.sh builds; its own MindSpore):
+
+    python benchmarks/recipe_benchmark.py --paths fused golden_stick --anchor /tmp/gs_anchor
 """
 import argparse
 import json
@@ -24,11 +27,12 @@ import tempfile
 import numpy as np
 
 from benchmark_results import save_results  # beside this script
+from side_by_side import serve_golden_stick  # beside this script
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 from slb_recipe.dataset import CIFAR_RECORD_BYTES, CIFAR_RECORDS_PER_FILE  # noqa: E402  the loader's layout
-PATH_ENVIRONMENT = {"default": None, "fused": "1", "plain": "0"}
+PATH_ENVIRONMENT = {"default": None, "fused": "1", "plain": "0", "golden_stick": None}
 
 
 def parse_args(argv=None):
@@ -43,13 +47,21 @@ def parse_args(argv=None):
     parser.add_argument("--mode_name", default="GRAPH", choices=["GRAPH", "PYNATIVE"])
     parser.add_argument("--num_parallel_workers", type=int, default=2)
     parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
+    parser.add_argument("--anchor", help="for the golden_stick path: the folder golden_stick_env.sh built")
     parser.add_argument("--json", default="recipe_benchmark.json", help="where to save the results")
-    parser.add_argument("--worker", nargs=4, metavar=("DATA", "OUTPUT", "WIDTH", "QUANT_TYPE"),
+    parser.add_argument("--worker", nargs=5, metavar=("DATA", "OUTPUT", "WIDTH", "QUANT_TYPE", "PATH"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1:
         parser.error(f"--rounds and --steps must be at least 1, got {args.rounds} and {args.steps}")
+    if "golden_stick" in args.paths and not args.worker and not os.access(anchor_python(args), os.X_OK):
+        parser.error(f"the golden_stick path needs --anchor DIR holding venv/bin/python, got {args.anchor!r}: "
+                     "build it with bash benchmarks/golden_stick_env.sh DIR")
     return args
+
+
+def anchor_python(args):
+    return os.path.join(args.anchor or "", "venv", "bin", "python")
 
 
 def write_cifar10_files(folder):
@@ -71,20 +83,21 @@ def measure(args, data, output, width, quant_type):
         "width": width, "quant_type": quant_type, "batch_size": args.batch_size,
         "train_image_size": args.image_size, "eval_image_size": args.image_size,
         "train_num_samples": args.steps * args.batch_size, "epoch_size": 2, "warmup_epochs": 0,
-        "save_checkpoint": False, "mode_name": args.mode_name, "num_parallel_workers": args.num_parallel_workers,
+        "save_checkpoint": False, "plots": False, "mode_name": args.mode_name,
+        "num_parallel_workers": args.num_parallel_workers,
     }
     config = recipe_args([item for key, value in settings.items() for item in (f"--{key}", str(value))])
     return train.run(config)["history"][-1]["step_time_ms"]
 
 
-def run_configuration(argv, data, width, quant_type, path):
+def run_configuration(args, argv, data, width, quant_type, path):
     environment = dict(os.environ)
     environment.pop("MINDSPORE_SLB_NATIVE", None)
     if PATH_ENVIRONMENT.get(path) is not None:  # W32 has no weight path ("-")
         environment["MINDSPORE_SLB_NATIVE"] = PATH_ENVIRONMENT[path]
     with tempfile.TemporaryDirectory() as output:
-        command = [sys.executable, os.path.abspath(__file__), *argv,
-                   "--worker", data, output, str(width), quant_type]
+        python = anchor_python(args) if path == "golden_stick" else sys.executable
+        command = [python, os.path.abspath(__file__), *argv, "--worker", data, output, str(width), quant_type, path]
         done = subprocess.run(command, capture_output=True, text=True, env=environment)
     if done.returncode != 0:
         raise SystemExit(f"width {width} {quant_type} {path} failed:\n{done.stderr[-3000:]}")
@@ -124,7 +137,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.worker:
-        data, output, width, quant_type = args.worker
+        data, output, width, quant_type, path = args.worker
+        if path == "golden_stick":
+            serve_golden_stick(args.anchor)
         print(json.dumps(measure(args, data, output, int(width), quant_type)))
         return None
     with tempfile.TemporaryDirectory() as data:
@@ -135,7 +150,7 @@ def main(argv=None):
             for width, quant_type, path in configurations(args):
                 print(f"round {round_index + 1}/{args.rounds}: width {width} {quant_type} {path} ...",
                       file=sys.stderr, flush=True)
-                measured[(width, quant_type, path)] = run_configuration(argv, data, width, quant_type, path)
+                measured[(width, quant_type, path)] = run_configuration(args, argv, data, width, quant_type, path)
             rounds.append(measured)
     rows = summarise(args, rounds)
     print(f"recipe epochs: {args.image_size}x{args.image_size}, batch {args.batch_size}, {args.mode_name}, "

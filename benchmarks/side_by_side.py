@@ -61,14 +61,18 @@ def train_and_evaluate(recipe_args, run_folder):
     return {**evaluate(net, create_split(config, False), config), "train_time_s": train_time_s}
 
 
+def serve_golden_stick(anchor):
+    """Import the anchor's shim as `mindspore_slb`: imported before the recipe puts this repository
+    first on sys.path, the shim (Golden Stick underneath) is the one every later import gets."""
+    sys.path.insert(0, os.path.join(anchor, "shim"))
+    import mindspore_slb  # pylint: disable=import-outside-toplevel
+    print(f"mindspore_slb served from {mindspore_slb.__file__}", file=sys.stderr)
+
+
 def worker(implementation, run_folder, recipe_args, anchor):
     """Train and evaluate one run; its metrics go to run_folder/METRICS_FILE."""
     if implementation == "golden_stick":
-        # Imported before the recipe puts this repository first on sys.path, the shim's
-        # mindspore_slb (Golden Stick underneath) is the one every later import gets.
-        sys.path.insert(0, os.path.join(anchor, "shim"))
-        import mindspore_slb  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-        print(f"mindspore_slb served from {mindspore_slb.__file__}", file=sys.stderr)
+        serve_golden_stick(anchor)
     sys.path.insert(0, REPO_ROOT)
     metrics = train_and_evaluate(recipe_args, run_folder)
     with open(os.path.join(run_folder, METRICS_FILE), "w", encoding="utf-8") as stream:

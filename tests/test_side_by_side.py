@@ -1,4 +1,4 @@
-"""The Golden Stick side-by-side script: which package each run imports, resuming, the summary."""
+"""Golden Stick runs in the benchmark scripts: which package each run imports, resuming, the summary."""
 import json
 import os
 import subprocess
@@ -13,7 +13,10 @@ import side_by_side  # noqa: E402  (a script beside the benchmarks, not a packag
 def fake_anchor(root, shim_source):
     """An anchor folder as golden_stick_env.sh lays it out: venv/bin/python and shim/mindspore_slb."""
     os.makedirs(root / "venv" / "bin")
-    os.symlink(sys.executable, root / "venv" / "bin" / "python")
+    # A script rather than a link: run through a link outside its venv, Python would not find the venv.
+    python = root / "venv" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
     os.makedirs(root / "shim" / "mindspore_slb")
     (root / "shim" / "mindspore_slb" / "__init__.py").write_text(shim_source)
     return str(root)
@@ -26,6 +29,21 @@ def test_golden_stick_runs_import_the_shim_before_this_repository(tmp_path):
     with pytest.raises(SystemExit, match="golden_stick W1 seed 1 failed"):
         side_by_side.run_one(args, "golden_stick", "W1", 1)
     assert "the shim was imported" in (output / "golden_stick" / "W1" / "seed_1" / "log.txt").read_text()
+
+
+RECIPE_BENCHMARK = os.path.join(side_by_side.REPO_ROOT, "benchmarks", "recipe_benchmark.py")
+
+
+def test_the_recipe_benchmark_times_golden_stick_with_its_python_and_shim(tmp_path):
+    anchor = fake_anchor(tmp_path / "anchor", "raise SystemExit('the shim was imported')\n")
+    done = subprocess.run([sys.executable, RECIPE_BENCHMARK, "--widths", "4", "--bits", "1", "--rounds", "1",
+                           "--steps", "1", "--batch_size", "2", "--image_size", "16", "--num_parallel_workers", "1",
+                           "--paths", "golden_stick", "--anchor", anchor, "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "width 4 W1 golden_stick failed" in done.stderr and "the shim was imported" in done.stderr
+    done = subprocess.run([sys.executable, RECIPE_BENCHMARK, "--paths", "golden_stick"], capture_output=True, text=True)
+    assert done.returncode == 2 and "the golden_stick path needs --anchor DIR holding venv/bin/python" in done.stderr
 
 
 def test_finished_runs_are_read_back_and_summarised(tmp_path, capsys):
