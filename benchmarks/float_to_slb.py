@@ -34,11 +34,13 @@ def recipe_config(args, output_path, quant_type, epochs, scale=False):
                         str(epochs)] + (["--class_num", str(args.class_num)]))
 
 
-def quantize_and_fine_tune(args, float_checkpoint, output_path, bits, scale):
+def quantize_and_fine_tune(args, float_config, float_checkpoint, output_path, bits, scale):
     config = recipe_config(args, output_path, f"W{bits}", 10, scale)
     setup_runtime(config)
     net = resnet18(config.class_num, config.width, config.conv_init, config.dense_init)
-    load_into_network(net, read_checkpoint(float_checkpoint), float_checkpoint)
+    # Read afresh for every row, and as the float run's checkpoint: its record says W32, which this
+    # row's config would refuse.
+    load_into_network(net, read_checkpoint(float_checkpoint, float_config), float_checkpoint)
     algo = build_slb_algorithm(config, 0)
     net = algo.apply(net)
     eval_data, train_data = create_split(config, False), create_split(config, True)
@@ -66,12 +68,12 @@ def main(argv=None):
         float_config = recipe_config(args, output_path, "W32", args.float_epochs)
         float_checkpoint = recipe_train.run(float_config)["checkpoint"]
         net = resnet18(float_config.class_num, float_config.width)
-        load_into_network(net, read_checkpoint(float_checkpoint), float_checkpoint)
+        load_into_network(net, read_checkpoint(float_checkpoint, float_config), float_checkpoint)
         float_top1 = evaluate(net, create_split(float_config, False), float_config)["top_1_accuracy"]
         rows = []
         for bits in args.bits:
             for scale in (True, False):
-                row = quantize_and_fine_tune(args, float_checkpoint, output_path, bits, scale)
+                row = quantize_and_fine_tune(args, float_config, float_checkpoint, output_path, bits, scale)
                 rows.append((bits, scale) + row)
                 print(f"W{bits} scale={scale}: top-1 after apply, one epoch, BN calibration: "
                       + ", ".join(f"{value:.4f}" for value in row), flush=True)
