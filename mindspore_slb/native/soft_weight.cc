@@ -114,9 +114,9 @@ int64_t available_cpus() {
 }
 
 // The threads a call on logits [K, N] is split across: one for a small layer, else up to
-// available_cpus(). Threads are started per call rather than taken from OpenMP: libgomp's idle workers spin
-// between parallel regions (its wait policy is read once, when MindSpore loads it), and on a
-// small machine that spinning took the cores from MindSpore's own threads and the data
+// available_cpus(). Threads are started per call rather than taken from OpenMP: libgomp's idle
+// workers spin between parallel regions (its wait policy is read once, when MindSpore loads it),
+// and on a small machine that spinning took the cores from MindSpore's own threads and the data
 // pipeline. A thread that has finished costs nothing until the next call.
 int64_t threads_for(int64_t K, int64_t N) {
   const int64_t blocks = (N + kBlock - 1) / kBlock;
