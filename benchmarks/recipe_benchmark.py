@@ -27,7 +27,7 @@ import tempfile
 import numpy as np
 
 from benchmark_results import save_results  # beside this script
-from side_by_side import serve_golden_stick  # beside this script
+from side_by_side import anchor_python, serve_golden_stick  # beside this script
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -54,14 +54,10 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1:
         parser.error(f"--rounds and --steps must be at least 1, got {args.rounds} and {args.steps}")
-    if "golden_stick" in args.paths and not args.worker and not os.access(anchor_python(args), os.X_OK):
+    if "golden_stick" in args.paths and not args.worker and not os.access(anchor_python(args.anchor or ""), os.X_OK):
         parser.error(f"the golden_stick path needs --anchor DIR holding venv/bin/python, got {args.anchor!r}: "
                      "build it with bash benchmarks/golden_stick_env.sh DIR")
     return args
-
-
-def anchor_python(args):
-    return os.path.join(args.anchor or "", "venv", "bin", "python")
 
 
 def write_cifar10_files(folder):
@@ -96,7 +92,7 @@ def run_configuration(args, argv, data, width, quant_type, path):
     if PATH_ENVIRONMENT.get(path) is not None:  # W32 has no weight path ("-")
         environment["MINDSPORE_SLB_NATIVE"] = PATH_ENVIRONMENT[path]
     with tempfile.TemporaryDirectory() as output:
-        python = anchor_python(args) if path == "golden_stick" else sys.executable
+        python = anchor_python(args.anchor) if path == "golden_stick" else sys.executable
         command = [python, os.path.abspath(__file__), *argv, "--worker", data, output, str(width), quant_type, path]
         done = subprocess.run(command, capture_output=True, text=True, env=environment)
     if done.returncode != 0:

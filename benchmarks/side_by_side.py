@@ -39,11 +39,24 @@ def parse_args(argv=None):
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "RUN_FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("recipe_args", nargs="*", help="recipe arguments, after --")
     args = parser.parse_args(argv)
-    anchor_python = os.path.join(args.anchor, "venv", "bin", "python")
-    if not args.worker and not os.access(anchor_python, os.X_OK):
+    if not args.worker and not os.access(anchor_python(args.anchor), os.X_OK):
         parser.error(f"--anchor '{args.anchor}' has no venv/bin/python: build it with "
                      "bash benchmarks/golden_stick_env.sh DIR")
     return args
+
+
+def anchor_python(anchor):
+    """The interpreter of the environment golden_stick_env.sh built in `anchor` (DIR/venv, DIR/shim)."""
+    return os.path.join(anchor, "venv", "bin", "python")
+
+
+def write_atomically(path, text):
+    """The sweep's atomic writer, imported in the comparing process only: a Golden Stick worker must
+    import its shim before anything puts this repository on sys.path."""
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
+    from slb_recipe import sweep  # pylint: disable=import-outside-toplevel
+    sweep.write_atomically(path, text)
 
 
 def train_and_evaluate(recipe_args, run_folder):
@@ -88,8 +101,7 @@ def run_one(args, implementation, quant_type, seed):
         with open(result_path, encoding="utf-8") as stream:
             print(f"{implementation} {quant_type} seed {seed}: finished before, read back", flush=True)
             return json.load(stream)
-    python = sys.executable if implementation == "mindspore_slb" else \
-        os.path.join(args.anchor, "venv", "bin", "python")
+    python = sys.executable if implementation == "mindspore_slb" else anchor_python(args.anchor)
     # No figures: they read this package's layers, which Golden Stick's networks do not have.
     recipe_args = [*args.recipe_args, "--quant_type", quant_type, "--seed", str(seed), "--plots", "False"]
     command = [python, os.path.abspath(__file__), "--anchor", args.anchor, "--worker", implementation, folder,
@@ -101,10 +113,6 @@ def run_one(args, implementation, quant_type, seed):
         raise SystemExit(f"{implementation} {quant_type} seed {seed} failed: see {folder}/log.txt")
     with open(os.path.join(folder, METRICS_FILE), encoding="utf-8") as stream:
         result = {"implementation": implementation, "quant_type": quant_type, "seed": seed, **json.load(stream)}
-    sys.path.insert(0, REPO_ROOT)
-    # Imported here, in the comparing process only: a Golden Stick worker must import its shim
-    # before anything puts this repository on sys.path.
-    from slb_recipe.sweep import write_atomically  # pylint: disable=import-outside-toplevel
     write_atomically(result_path, json.dumps(result, indent=2))
     return result
 
@@ -140,10 +148,9 @@ def main(argv=None):
         print(f"run {index}/{len(runs)}: {run[0]} {run[1]} seed {run[2]}", flush=True)
         results.append(run_one(args, *run))
         rows = summary_rows(results)
-        with open(os.path.join(args.output, "side_by_side.json"), "w", encoding="utf-8") as stream:
-            json.dump({"runs": results, "summary": rows, "recipe_args": args.recipe_args}, stream, indent=2)
-        with open(os.path.join(args.output, "side_by_side.md"), "w", encoding="utf-8") as stream:
-            stream.write(table(rows) + "\n")
+        write_atomically(os.path.join(args.output, "side_by_side.json"),
+                         json.dumps({"runs": results, "summary": rows, "recipe_args": args.recipe_args}, indent=2))
+        write_atomically(os.path.join(args.output, "side_by_side.md"), table(rows) + "\n")
     print(table(summary_rows(results)))
     return results
 
