@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def update_ms(bits, width):
     """(trainable floats, median milliseconds of one optimizer update); bits 0 is the float network."""
-    import mindspore as ms  # pylint: disable=import-outside-toplevel
     from mindspore import Tensor, nn  # pylint: disable=import-outside-toplevel
 
     from mindspore_slb import QuantDtype, SlbQuantAwareTraining  # pylint: disable=import-outside-toplevel

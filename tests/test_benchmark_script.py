@@ -57,14 +57,20 @@ def test_recipe_benchmark_times_each_configuration_against_float_in_each_round(t
     assert "| 4 | W1 | plain |" in done.stdout
 
 
-OPTIMIZER_SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "optimizer_cost.py")
+BENCHMARKS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks")
+
+
+def run_benchmark(name, *arguments, timeout=900):
+    """The cells of the Markdown table the script prints (rows below its header), and its output."""
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *arguments],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
+    return rows[1:], done.stdout
 
 
 def test_optimizer_cost_counts_k_logits_per_quantized_weight():
-    done = subprocess.run([sys.executable, OPTIMIZER_SCRIPT, "--width", "16", "--bits", "1", "4"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "weights" not in line]
+    rows, _ = run_benchmark("optimizer_cost.py", "--width", "16", "--bits", "1", "4", timeout=600)
     assert [row[0].strip() for row in rows] == ["float", "W1", "W4"]
     floats = [float(row[1]) for row in rows]
     # 2 and 16 logits stand for each conv weight; the other parameters stay as they are.
@@ -72,27 +78,17 @@ def test_optimizer_cost_counts_k_logits_per_quantized_weight():
     assert rows[0][3].strip() == "1.0x" and all(float(row[2]) > 0 for row in rows)
 
 
-BENCHMARKS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks")
-
-
-def run_benchmark(name, *arguments):
-    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *arguments],
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")], done.stdout
-
-
 def test_float_to_slb_quantizes_the_float_trained_network_with_and_without_the_scale():
     rows, stdout = run_benchmark("float_to_slb.py", "--width", "4", "--float_epochs", "1", "--bits", "1")
     assert "ResNet18 width 4 on digits, float-trained 1 epochs: top-1 0." in stdout
-    assert [(row[0].strip(), row[1].strip()) for row in rows[1:]] == [("W1", "on"), ("W1", "off")]
-    assert all(0.0 <= float(value) <= 1.0 for row in rows[1:] for value in row[2:])
+    assert [(row[0].strip(), row[1].strip()) for row in rows] == [("W1", "on"), ("W1", "off")]
+    assert all(0.0 <= float(value) <= 1.0 for row in rows for value in row[2:])
 
 
 def test_scale_cost_and_the_kernel_micro_benchmark_time_every_configuration():
     rows, _ = run_benchmark("scale_cost.py", "--width", "4", "--batch_size", "2", "--image_size", "16",
                             "--steps", "2", "--bits", "1")
-    assert [row[0].strip() for row in rows[1:]] == ["W1"] and float(rows[1][1]) > 0 and float(rows[1][2]) > 0
+    assert [row[0].strip() for row in rows] == ["W1"] and float(rows[0][1]) > 0 and float(rows[0][2]) > 0
     _, stdout = run_benchmark("bench_soft_weight.py", "--weights", "4096", "--bits", "1", "--repeats", "1")
     timed = [line.split("|") for line in stdout.splitlines() if line.strip().startswith("2 |")]
     assert len(timed) == 1 and float(timed[0][3].strip().rstrip("x")) > 0
