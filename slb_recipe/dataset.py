@@ -270,6 +270,34 @@ def read_idx(path, dimensions):
     return np.frombuffer(content, np.uint8, offset=header_size).reshape(shape)
 
 
+def idx_bytes(array):
+    """An array of unsigned bytes in the idx format: zero, zero, type 0x08, dimensions, sizes (big-endian)."""
+    header = bytes([0, 0, IDX_UBYTE, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    return header + np.ascontiguousarray(array, np.uint8).tobytes()
+
+
+def write_fashion_mnist_validation_split(data_path, output, validation_count):
+    """Fashion-MNIST's four files in `output` with the last `validation_count` training images as the
+    evaluation split and the rest as the training split; the test images are left out.
+
+    Settings chosen on this split never see the test set, which stays for the one final measurement.
+    Returns (training count, validation count).
+    """
+    images = read_idx(_idx_path(data_path, FASHION_MNIST_FILES[True][0]), dimensions=3)
+    labels = read_idx(_idx_path(data_path, FASHION_MNIST_FILES[True][1]), dimensions=1)
+    if isinstance(validation_count, bool) or not isinstance(validation_count, int) or \
+            not 0 < validation_count < len(labels):
+        raise ValueError(f"validation_count must be an int in [1, {len(labels) - 1}] (the training split holds "
+                         f"{len(labels)} images), got {validation_count!r}")
+    os.makedirs(output, exist_ok=True)
+    cut = len(labels) - validation_count
+    for do_train, rows in ((True, slice(0, cut)), (False, slice(cut, None))):
+        for name, array in zip(FASHION_MNIST_FILES[do_train], (images, labels)):
+            with gzip.open(os.path.join(output, name + ".gz"), "wb") as stream:
+                stream.write(idx_bytes(array[rows]))
+    return cut, validation_count
+
+
 def _image_transforms(dataset, do_train, image_size):
     if dataset == "imagenet":
         if do_train:

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 # MindSpore's Cifar10Dataset reads files of exactly this many records: smaller ones fail when iterated.
-from slb_recipe.dataset import CIFAR_RECORDS_PER_FILE
+from slb_recipe.dataset import CIFAR_RECORDS_PER_FILE, idx_bytes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS_DIR = os.path.join(REPO_ROOT, "scripts")
@@ -43,12 +43,6 @@ def write_image_folder(root, class_num=3, per_class=4, side=24, seed=0):
             os.makedirs(folder, exist_ok=True)
             Image.fromarray(image).save(os.path.join(folder, f"{index}.JPEG"))
     return root
-
-
-def idx_bytes(array):
-    """An array of unsigned bytes in the idx format: zero, zero, type 0x08, dimensions, sizes (big-endian)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-    return header + np.ascontiguousarray(array, np.uint8).tobytes()
 
 
 def write_fashion_mnist(folder, train_count=40, test_count=20, seed=0):

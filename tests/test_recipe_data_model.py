@@ -1,15 +1,16 @@
 """Recipe data pipelines and the ResNet18 model."""
 import gzip
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import mindspore as ms
 
-from recipe_data import idx_bytes, shared_data, write_fashion_mnist, write_image_folder
-
+from recipe_data import SCRIPTS_DIR, shared_data, write_fashion_mnist, write_image_folder
 from slb_recipe.dataset import (DataPathError, EpochOrderSampler, create_dataset, digits_split,
-                                fashion_mnist_split)
+                                fashion_mnist_split, idx_bytes, write_fashion_mnist_validation_split)
 from slb_recipe.resnet import resnet18
 
 
@@ -231,3 +232,35 @@ def test_fashion_mnist_bad_files_are_one_line_errors(tmp_path):
     labels.write_bytes(good_labels)
     images.unlink()
     assert "dataset-fashion-mnist" in _one_line_error(folder, "holds no Fashion-MNIST file train-images-idx3-ubyte.gz")
+
+
+def test_validation_split_holds_out_the_last_training_images(tmp_path):
+    source = write_fashion_mnist(str(tmp_path / "source"), train_count=10, test_count=4)
+    output = str(tmp_path / "split")
+    assert write_fashion_mnist_validation_split(source, output, validation_count=3) == (7, 3)
+    images, labels = fashion_mnist_split(source, True)
+    split_train, split_validation = fashion_mnist_split(output, True), fashion_mnist_split(output, False)
+    # Training and validation are the training split cut in two, in file order; no test image enters.
+    assert (split_train[0] == images[:7]).all() and split_train[1].tolist() == labels[:7].tolist()
+    assert (split_validation[0] == images[7:]).all() and split_validation[1].tolist() == labels[7:].tolist()
+
+
+@pytest.mark.parametrize("count", [0, 10, 2.5, True])
+def test_validation_split_refuses_counts_that_leave_a_split_empty(tmp_path, count):
+    source = write_fashion_mnist(str(tmp_path / "source"), train_count=10, test_count=4)
+    with pytest.raises(ValueError, match=rf"validation_count must be an int in \[1, 9\] .*got {count!r}"):
+        write_fashion_mnist_validation_split(source, str(tmp_path / "split"), count)
+    assert not (tmp_path / "split").exists()
+
+
+def test_validation_split_script_writes_the_files_or_says_why_not(tmp_path):
+    source = write_fashion_mnist(str(tmp_path / "source"), train_count=10, test_count=4)
+    script = [sys.executable, os.path.join(SCRIPTS_DIR, "fashion_mnist_validation_split.py"), "--data_path"]
+    done = subprocess.run(script + [source, "--output", str(tmp_path / "split"), "--validation_count", "4"],
+                          capture_output=True, text=True, check=True)
+    assert "6 training images, 4 validation images" in done.stdout
+    assert len(fashion_mnist_split(str(tmp_path / "split"), False)[1]) == 4
+    failed = subprocess.run(script + [str(tmp_path / "missing"), "--output", str(tmp_path / "other")],
+                            capture_output=True, text=True, check=False)
+    assert failed.returncode != 0 and failed.stderr.count("\n") == 1
+    assert "holds no Fashion-MNIST file train-images-idx3-ubyte.gz" in failed.stderr
