@@ -227,13 +227,19 @@ def fashion_mnist_split(data_path, do_train):
 
     Reads the authors' gzip-compressed idx files, or the same files decompressed (no .gz).
     """
+    grey, labels = _fashion_mnist_files(data_path, do_train)
+    return np.repeat(grey[..., None], 3, axis=-1), labels.astype(np.int32)
+
+
+def _fashion_mnist_files(data_path, do_train):
+    """The split's grey images [N, 28, 28] and labels [N] as stored (uint8), checked to agree in N."""
     image_name, label_name = FASHION_MNIST_FILES[do_train]
     grey = read_idx(_idx_path(data_path, image_name), dimensions=3)
     labels = read_idx(_idx_path(data_path, label_name), dimensions=1)
     if len(grey) != len(labels):
         raise DataPathError(f"Fashion-MNIST files in '{data_path}' disagree: {image_name} holds {len(grey)} "
                             f"images, {label_name} {len(labels)} labels")
-    return np.repeat(grey[..., None], 3, axis=-1), labels.astype(np.int32)
+    return grey, labels
 
 
 def _idx_path(data_path, name):
@@ -283,8 +289,7 @@ def write_fashion_mnist_validation_split(data_path, output, validation_count):
     Settings chosen on this split never see the test set, which stays for the one final measurement.
     Returns (training count, validation count).
     """
-    images = read_idx(_idx_path(data_path, FASHION_MNIST_FILES[True][0]), dimensions=3)
-    labels = read_idx(_idx_path(data_path, FASHION_MNIST_FILES[True][1]), dimensions=1)
+    images, labels = _fashion_mnist_files(data_path, True)
     if isinstance(validation_count, bool) or not isinstance(validation_count, int) or \
             not 0 < validation_count < len(labels):
         raise ValueError(f"validation_count must be an int in [1, {len(labels) - 1}] (the training split holds "

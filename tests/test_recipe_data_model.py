@@ -253,6 +253,15 @@ def test_validation_split_refuses_counts_that_leave_a_split_empty(tmp_path, coun
     assert not (tmp_path / "split").exists()
 
 
+def test_validation_split_refuses_training_files_that_disagree(tmp_path):
+    source = write_fashion_mnist(str(tmp_path / "source"), train_count=10, test_count=4)
+    with gzip.open(tmp_path / "source" / "train-labels-idx1-ubyte.gz", "wb") as stream:
+        stream.write(idx_bytes(np.zeros(9, np.uint8)))
+    with pytest.raises(DataPathError, match="holds 10 images, train-labels-idx1-ubyte 9 labels"):
+        write_fashion_mnist_validation_split(source, str(tmp_path / "split"), 3)
+    assert not (tmp_path / "split").exists()
+
+
 def test_validation_split_script_writes_the_files_or_says_why_not(tmp_path):
     source = write_fashion_mnist(str(tmp_path / "source"), train_count=10, test_count=4)
     script = [sys.executable, os.path.join(SCRIPTS_DIR, "fashion_mnist_validation_split.py"), "--data_path"]
