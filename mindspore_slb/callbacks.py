@@ -4,7 +4,7 @@ import logging
 import numpy as np
 
 import mindspore as ms
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 from mindspore.train.callback import Callback
 
 from mindspore_slb.act_quant import SlbActQuantizer
@@ -140,8 +140,8 @@ def calibrate_batchnorm(network, dataset, num_batches=None):
             handle.remove()
         network.set_train(was_training)
         for cell, mean, variance in saved_statistics:
-            cell.moving_mean.set_data(Tensor(mean))
-            cell.moving_variance.set_data(Tensor(variance))
+            ops.assign(cell.moving_mean, Tensor(mean))
+            ops.assign(cell.moving_variance, Tensor(variance))
     for average in averages.values():
         average.store()
     logger.info("re-estimated %d BatchNorm layers with the hard weights", len(averages))
@@ -166,8 +166,10 @@ class _BatchStatisticsAverage:
         self.variance_sum = self.variance_sum + x.var(axis=axes) * count / max(count - 1, 1)
 
     def store(self):
-        self.batchnorm.moving_mean.set_data(Tensor((self.mean_sum / self.batches).astype(np.float32)))
-        self.batchnorm.moving_variance.set_data(Tensor((self.variance_sum / self.batches).astype(np.float32)))
+        # In place, as the quantizer's temperature, so that every graph holding these parameters
+        # reads the new statistics.
+        ops.assign(self.batchnorm.moving_mean, Tensor((self.mean_sum / self.batches).astype(np.float32)))
+        ops.assign(self.batchnorm.moving_variance, Tensor((self.variance_sum / self.batches).astype(np.float32)))
 
 
 class _CallbackGroup(Callback):

@@ -226,11 +226,13 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
                             f"of type {type(temperature).__name__}.")
         if not 0 < temperature <= MAX_TEMPERATURE:
             raise ValueError(f"'temperature' must be a float in (0, {MAX_TEMPERATURE:g}], but got {temperature}.")
-        self.temperature.set_data(Tensor([temperature], ms.float32))
+        # In place: set_data would give the parameter new storage, and a step compiled before
+        # (ms.jit, or value_and_grad in GRAPH mode) would go on reading the old temperature.
+        ops.assign(self.temperature, Tensor([temperature], ms.float32))
 
     def set_temperature_end_flag(self):
         """From now on, training uses the hard (argmax) weight too."""
-        self.hard_flag.set_data(Tensor([1.0], ms.float32))
+        ops.assign(self.hard_flag, Tensor([1.0], ms.float32))
 
     @property
     def weight_is_fused(self):

@@ -190,7 +190,7 @@ class AverageBatchNormStatistics(Callback):
 
     def on_train_epoch_end(self, run_context):
         for param in self.statistics:
-            param.set_data(self.sum_over_ranks(param.value()) / self.rank_size)
+            ops.assign(param, self.sum_over_ranks(param.value()) / self.rank_size)
 
 
 class CheckpointSaver(RunEpochCallback):

@@ -1,10 +1,13 @@
 """callbacks(), callback() and the temperature schedule they run."""
 import mindspore as ms
+import numpy as np
 import pytest
+from mindspore import nn
 from mindspore.train.callback import Callback
 
-from mindspore_slb import BNCalibration, QuantDtype, SlbQuantAwareTraining, TemperatureScheduler
+from mindspore_slb import BNCalibration, QuantDtype, SlbQuantAwareTraining, TemperatureScheduler, calibrate_batchnorm
 from mindspore_slb.config import SlbConfig, temperature_at_epoch
+from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer
 from tiny_nets import ConvBnNet, batches, train_model
 
 
@@ -114,3 +117,50 @@ def test_callbacks_type_errors():
 def test_temperature_scheduler_validates_its_arguments():
     with pytest.raises(ValueError, match="'t_factor'"):
         TemperatureScheduler(None, 10, 0, 1.0, 0.2, 0.6, -1.0)
+
+
+def compiled_loss(network, images, labels):
+    """A compiled training-style function, as MindSpore's functional training loops write it."""
+    loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+
+    def forward(x, y):
+        return loss_fn(network(x), y)
+    value_and_grad = ms.value_and_grad(forward, None, network.trainable_params())
+
+    @ms.jit
+    def step(x, y):
+        return value_and_grad(x, y)[0]
+    return lambda: float(step(images, labels))
+
+
+def test_a_step_compiled_before_sees_each_new_temperature_and_the_hard_switch(mode):
+    """The schedule changes the quantizers' state between steps that were compiled before: it must
+    change it in place, or the compiled step goes on reading the first temperature."""
+    network = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT2}).apply(ConvBnNet())
+    network.set_train(True)
+    _, images, labels = batches(num_samples=8)
+    labels = ms.Tensor(labels)
+    quantizers = [cell for _, cell in network.cells_and_names() if isinstance(cell, SlbFakeQuantizerPerLayer)]
+    step = compiled_loss(network, images, labels)
+    loss_function = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    seen, expected = [], []
+    for change in (lambda q: q.set_temperature(1.0), lambda q: q.set_temperature(8.0), lambda q: q.set_temperature_end_flag()):
+        for quantizer in quantizers:
+            change(quantizer)
+        seen.append(step())
+        expected.append(float(loss_function(network(images), labels)))  # a fresh forward, not compiled before
+    assert seen == pytest.approx(expected, rel=1e-5)
+    assert len({round(loss, 5) for loss in seen}) == 3  # each change moved the loss
+
+
+def test_calibrated_statistics_reach_a_forward_compiled_before(mode):
+    network = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT1}).apply(ConvBnNet())
+    dataset, images, _ = batches(num_samples=16, batch_size=8)
+    network.set_train(False)
+    forward = ms.jit(network)
+    before = forward(images).asnumpy()
+    calibrate_batchnorm(network, dataset)
+    network.set_train(False)
+    after = forward(images).asnumpy()
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, network(images).asnumpy(), rtol=1e-5, atol=1e-6)
