@@ -13,6 +13,12 @@ quantized network (Golden Stick's converted network has no CPU kernels). A finis
 from its result file instead of being trained again, so an interrupted comparison resumes. The table
 (mean, min and max top-1 over seeds per implementation) is printed and saved with every run as
 side_by_side.md and side_by_side.json in OUTPUT.
+
+With --same_start each Golden Stick run goes first and saves the state it starts from (its random
+logits, BatchNorm and dense parameters); this package's run of the same quant type and seed starts
+from that state instead of its own (see golden_stick_bridge.py). What then differs between the two is
+only how each implementation computes its steps. Give it its own OUTPUT: runs are read back by
+folder, whatever start they had.
 """
 import argparse
 import json
@@ -26,6 +32,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPLEMENTATIONS = ("mindspore_slb", "golden_stick")
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.json"  # what a worker process leaves for run_one
+START_FILE = "start_state.npz"  # a Golden Stick run's starting state, with --same_start
 
 
 def parse_args(argv=None):
@@ -36,7 +43,11 @@ def parse_args(argv=None):
     parser.add_argument("--implementations", nargs="+", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS,
                         help="compare only these (a later run with both reads finished runs back)")
     parser.add_argument("--output", default="./output/side_by_side")
+    parser.add_argument("--same_start", action="store_true",
+                        help="this package's runs start from the state Golden Stick's run of the same quant type and "
+                             "seed starts from (Golden Stick runs first)")
     parser.add_argument("--worker", nargs=2, metavar=("IMPLEMENTATION", "RUN_FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--start_state", help=argparse.SUPPRESS)  # a worker's START_FILE, with --same_start
     parser.add_argument("recipe_args", nargs="*", help="recipe arguments, after --")
     args = parser.parse_args(argv)
     if not args.worker and not os.access(anchor_python(args.anchor), os.X_OK):
@@ -59,7 +70,25 @@ def write_atomically(path, text):
     sweep.write_atomically(path, text)
 
 
-def train_and_evaluate(recipe_args, run_folder):
+def start_hook(implementation, start_state):
+    """What a --same_start worker does with its network before training: Golden Stick's saves its
+    starting state to start_state, this package's sets its own from it."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import golden_stick_bridge  # pylint: disable=import-outside-toplevel
+
+    if implementation == "golden_stick":
+        return lambda net: np.savez(start_state, **golden_stick_bridge.golden_stick_state(net))
+    if not os.path.isfile(start_state):
+        raise SystemExit(f"--same_start: no starting state {start_state}: that Golden Stick run was not made with "
+                         "--same_start (give the comparison its own --output)")
+
+    def set_start(net):
+        with np.load(start_state) as stored:
+            golden_stick_bridge.load_state(net, dict(stored))
+    return set_start
+
+
+def train_and_evaluate(recipe_args, run_folder, prepare_network=None):
     """Train as recipe_args say into run_folder, then top-1/top-5 of the quantized network."""
     from slb_recipe import train  # pylint: disable=import-outside-toplevel
     from slb_recipe.common import create_split, evaluate, load_trained_network, setup_runtime  # noqa
@@ -67,7 +96,7 @@ def train_and_evaluate(recipe_args, run_folder):
 
     config = recipe_config([*recipe_args, "--output_path", run_folder])
     start = time.perf_counter()
-    train.run(config)
+    train.run(config, prepare_network)
     train_time_s = time.perf_counter() - start
     setup_runtime(config)
     net, _, _ = load_trained_network(config)
@@ -82,12 +111,13 @@ def serve_golden_stick(anchor):
     print(f"mindspore_slb served from {mindspore_slb.__file__}", file=sys.stderr)
 
 
-def worker(implementation, run_folder, recipe_args, anchor):
+def worker(implementation, run_folder, recipe_args, anchor, start_state=None):
     """Train and evaluate one run; its metrics go to run_folder/METRICS_FILE."""
     if implementation == "golden_stick":
         serve_golden_stick(anchor)
     sys.path.insert(0, REPO_ROOT)
-    metrics = train_and_evaluate(recipe_args, run_folder)
+    prepare_network = start_hook(implementation, start_state) if start_state else None
+    metrics = train_and_evaluate(recipe_args, run_folder, prepare_network)
     with open(os.path.join(run_folder, METRICS_FILE), "w", encoding="utf-8") as stream:
         json.dump(metrics, stream)
     return metrics
@@ -104,8 +134,10 @@ def run_one(args, implementation, quant_type, seed):
     python = sys.executable if implementation == "mindspore_slb" else anchor_python(args.anchor)
     # No figures: they read this package's layers, which Golden Stick's networks do not have.
     recipe_args = [*args.recipe_args, "--quant_type", quant_type, "--seed", str(seed), "--plots", "False"]
-    command = [python, os.path.abspath(__file__), "--anchor", args.anchor, "--worker", implementation, folder,
-               "--", *recipe_args]
+    command = [python, os.path.abspath(__file__), "--anchor", args.anchor, "--worker", implementation, folder]
+    if args.same_start:
+        command += ["--start_state", os.path.join(args.output, "golden_stick", quant_type, f"seed_{seed}", START_FILE)]
+    command += ["--", *recipe_args]
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "log.txt"), "w", encoding="utf-8") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -139,17 +171,22 @@ def table(rows):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.recipe_args, args.anchor)))
+        print(json.dumps(worker(*args.worker, args.recipe_args, args.anchor, args.start_state)))
         return None
+    implementations = list(args.implementations)
+    if args.same_start:
+        # Golden Stick's run saves the state this package's run of the same quant type and seed starts from.
+        implementations.sort(key=lambda implementation: implementation != "golden_stick")
     runs = [(implementation, quant_type, seed) for seed in args.seeds for quant_type in args.quant_types
-            for implementation in args.implementations]
+            for implementation in implementations]
     results = []
     for index, run in enumerate(runs, 1):
         print(f"run {index}/{len(runs)}: {run[0]} {run[1]} seed {run[2]}", flush=True)
         results.append(run_one(args, *run))
         rows = summary_rows(results)
         write_atomically(os.path.join(args.output, "side_by_side.json"),
-                         json.dumps({"runs": results, "summary": rows, "recipe_args": args.recipe_args}, indent=2))
+                         json.dumps({"runs": results, "summary": rows, "recipe_args": args.recipe_args,
+                                     "same_start": args.same_start}, indent=2))
         write_atomically(os.path.join(args.output, "side_by_side.md"), table(rows) + "\n")
     print(table(summary_rows(results)))
     return results

@@ -82,24 +82,28 @@ def training_callbacks(config, model, net, algo, train_data, lrs, has_trained_ep
     return callbacks
 
 
-def run(config):
+def run(config, prepare_network=None):
     """Train as configured; returns {'history': per-epoch records, 'checkpoint': last path saved}.
 
     The checkpoint folder is claimed first, so an unusable or busy output_path stops the run
-    before any data is read.
+    before any data is read. `prepare_network`, when given, is called with the network once SLB is
+    applied, before a resumed checkpoint is loaded and before training (comparisons use it to save
+    or set the starting state).
     """
     rank_id, rank_size = setup_runtime(config, distributed=config.run_distribute)
     with claimed_folder(checkpoint_dir(config, rank_id)):
-        return _train(config, rank_id, rank_size)
+        return _train(config, rank_id, rank_size, prepare_network)
 
 
-def _train(config, rank_id, rank_size):
+def _train(config, rank_id, rank_size, prepare_network):
     resumed, has_trained_epoch = resume_state(config)
     train_data = create_split(config, True, rank_id, rank_size, first_epoch=has_trained_epoch)
     steps_per_epoch = train_data.get_dataset_size()
     if steps_per_epoch == 0:
         raise RecipeError(f"batch_size {config.batch_size} is larger than the training samples of one worker")
     net, algo = build_network(config, has_trained_epoch)
+    if prepare_network is not None:
+        prepare_network(net)
     if resumed is not None:
         load_into_network(net, resumed, config.pre_trained)
     lrs = get_lr(config.lr_init, config.lr_end, config.lr_max, config.warmup_epochs, config.epoch_size,

@@ -1,0 +1,151 @@
+"""Whether this package and Golden Stick compute the same SLB training step.
+
+Both networks are built by the recipe and set to one state: Golden Stick's starting state, or a
+checkpoint of a Golden Stick run (--checkpoint). Each then computes, on the same training batch, the
+loss and the gradient of every parameter the two share (golden_stick_bridge.py), at each of the
+given temperatures (soft weights, as in training before the schedule ends):
+
+    bash benchmarks/golden_stick_env.sh /tmp/gs_anchor
+    python benchmarks/step_equivalence.py --anchor /tmp/gs_anchor --temperatures 1 64 \\
+        -- --config_path configs/resnet18_fashion_mnist_config.yaml --quant_type W1
+
+Prints, per temperature, both losses and the largest gradient difference relative to that
+parameter's largest gradient magnitude, with the parameter it is found in; saves the same as
+step_equivalence.json in --output.
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import golden_stick_bridge
+from side_by_side import REPO_ROOT, anchor_python, serve_golden_stick, write_atomically
+
+IMPLEMENTATIONS = ("golden_stick", "mindspore_slb")  # Golden Stick first: it saves the shared state
+STATE_FILE = "state.npz"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--anchor", required=True, help="folder golden_stick_env.sh built (holds venv/ and shim/)")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 64.0])
+    parser.add_argument("--checkpoint", default="", help="a Golden Stick run's checkpoint to compare at "
+                        "(default: Golden Stick's starting state)")
+    parser.add_argument("--output", default="./output/step_equivalence")
+    parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    parser.add_argument("recipe_args", nargs="*", help="recipe arguments, after --")
+    args = parser.parse_args(argv)
+    if not args.worker and not os.access(anchor_python(args.anchor), os.X_OK):
+        parser.error(f"--anchor '{args.anchor}' has no venv/bin/python: build it with "
+                     "bash benchmarks/golden_stick_env.sh DIR")
+    bad = [t for t in args.temperatures if not t > 0]
+    if bad:
+        parser.error(f"--temperatures must be positive, but got {bad}")
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        parser.error(f"--checkpoint '{args.checkpoint}' is not a file")
+    return args
+
+
+def loss_and_gradients(net, config, temperatures):
+    """{temperature: (loss, {parameter name: gradient})} on the first batch of config's training data."""
+    import mindspore as ms  # pylint: disable=import-outside-toplevel
+    from mindspore import nn  # pylint: disable=import-outside-toplevel
+    from slb_recipe.common import create_split, loss_function  # pylint: disable=import-outside-toplevel
+
+    images, labels = next(create_split(config, True).create_tuple_iterator())
+    loss_net = nn.WithLossCell(net, loss_function(config))
+    loss_net.set_train(True)
+    params = net.trainable_params()
+    step = ms.value_and_grad(loss_net, None, params)
+    quantizers = [cell for _, cell in net.cells_and_names() if callable(getattr(cell, "set_temperature", None))]
+    found = {}
+    for temperature in temperatures:
+        for quantizer in quantizers:
+            quantizer.set_temperature(temperature)
+        loss, grads = step(images, labels)
+        found[temperature] = (float(loss), {param.name: grad.asnumpy() for param, grad in zip(params, grads)})
+    return found
+
+
+def worker(implementation, args):
+    """One implementation's losses and gradients, in this package's names and layout, saved in --output."""
+    if implementation == "golden_stick":
+        serve_golden_stick(args.anchor)
+    sys.path.insert(0, REPO_ROOT)
+    import mindspore as ms  # pylint: disable=import-outside-toplevel
+    from slb_recipe.common import build_network, setup_runtime  # pylint: disable=import-outside-toplevel
+    from slb_recipe.config import parse_args as recipe_config  # pylint: disable=import-outside-toplevel
+
+    config = recipe_config(args.recipe_args)
+    setup_runtime(config)
+    net, _ = build_network(config)
+    state_path = os.path.join(args.output, STATE_FILE)
+    if implementation == "golden_stick":
+        if args.checkpoint:
+            ms.load_param_into_net(net, ms.load_checkpoint(args.checkpoint))
+        names = golden_stick_bridge.our_names(net)
+        np.savez(state_path, **golden_stick_bridge.golden_stick_state(net))
+        in_our_layout = lambda grads: golden_stick_bridge.in_our_layout(names, grads)  # noqa: E731
+    else:
+        with np.load(state_path) as stored:
+            golden_stick_bridge.load_state(net, dict(stored))
+        in_our_layout = lambda grads: grads  # noqa: E731
+    arrays = {}
+    for temperature, (loss, grads) in loss_and_gradients(net, config, args.temperatures).items():
+        arrays[f"loss@{temperature:g}"] = np.array(loss)
+        for name, grad in in_our_layout(grads).items():
+            arrays[f"{name}@{temperature:g}"] = grad
+    np.savez(os.path.join(args.output, f"{implementation}_gradients.npz"), **arrays)
+
+
+def compare(anchor_arrays, ours_arrays, temperatures):
+    """Per temperature: both losses and the largest relative gradient difference, and where."""
+    rows = []
+    for temperature in temperatures:
+        suffix = f"@{temperature:g}"
+        worst, worst_name = 0.0, None
+        for key, anchor in anchor_arrays.items():
+            if key.endswith(suffix) and not key.startswith("loss@"):
+                largest = float(np.abs(anchor).max())
+                gap = float(np.abs(ours_arrays[key] - anchor).max())
+                # A gradient Golden Stick leaves at zero must be zero here too.
+                difference = gap / largest if largest > 0 else (math.inf if gap > 0 else 0.0)
+                if worst_name is None or difference > worst:
+                    worst, worst_name = difference, key[:-len(suffix)]
+        rows.append({"temperature": temperature, "loss_golden_stick": float(anchor_arrays["loss" + suffix]),
+                     "loss_mindspore_slb": float(ours_arrays["loss" + suffix]),
+                     "largest_relative_gradient_difference": worst, "in_parameter": worst_name})
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.worker:
+        worker(args.worker, args)
+        return None
+    os.makedirs(args.output, exist_ok=True)
+    for implementation in IMPLEMENTATIONS:
+        python = sys.executable if implementation == "mindspore_slb" else anchor_python(args.anchor)
+        command = [python, os.path.abspath(__file__), "--anchor", args.anchor, "--worker", implementation,
+                   "--output", args.output, "--checkpoint", args.checkpoint,
+                   "--temperatures", *map(str, args.temperatures), "--", *args.recipe_args]
+        with open(os.path.join(args.output, f"{implementation}_log.txt"), "w", encoding="utf-8") as log:
+            if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode != 0:
+                raise SystemExit(f"{implementation} failed: see {args.output}/{implementation}_log.txt")
+    loaded = [np.load(os.path.join(args.output, f"{implementation}_gradients.npz")) for implementation in IMPLEMENTATIONS]
+    rows = compare(dict(loaded[0]), dict(loaded[1]), args.temperatures)
+    for row in rows:
+        print(f"temperature {row['temperature']:g}: loss {row['loss_golden_stick']:.7f} (Golden Stick) "
+              f"{row['loss_mindspore_slb']:.7f} (mindspore_slb); largest relative gradient difference "
+              f"{row['largest_relative_gradient_difference']:.2e} in {row['in_parameter']}")
+    write_atomically(os.path.join(args.output, "step_equivalence.json"),
+                     json.dumps({"rows": rows, "checkpoint": args.checkpoint, "recipe_args": args.recipe_args}, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
