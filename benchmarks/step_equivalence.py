@@ -85,9 +85,13 @@ def worker(implementation, args):
     net, _ = build_network(config)
     state_path = os.path.join(args.output, STATE_FILE)
     if implementation == "golden_stick":
-        if args.checkpoint:
-            ms.load_param_into_net(net, ms.load_checkpoint(args.checkpoint))
         names = golden_stick_bridge.our_names(net)
+        if args.checkpoint:
+            not_loaded = set(ms.load_param_into_net(net, ms.load_checkpoint(args.checkpoint))[0]) & set(names)
+            if not_loaded:
+                raise SystemExit(f"--checkpoint '{args.checkpoint}' lacks {len(not_loaded)} parameters of Golden "
+                                 f"Stick's network, e.g. {sorted(not_loaded)[:3]}: is it a Golden Stick run's, "
+                                 "of the same quant_type?")
         np.savez(state_path, **golden_stick_bridge.golden_stick_state(net))
         in_our_layout = lambda grads: golden_stick_bridge.in_our_layout(names, grads)  # noqa: E731
     else:
