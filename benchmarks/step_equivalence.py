@@ -10,7 +10,9 @@ given temperatures (soft weights, as in training before the schedule ends):
         -- --config_path configs/resnet18_fashion_mnist_config.yaml --quant_type W1
 
 Prints, per temperature, both losses and the largest gradient difference relative to that
-parameter's largest gradient magnitude, with the parameter it is found in; saves the same as
+parameter's largest gradient magnitude, with the parameter it is found in. A ReLU passes or stops
+a gradient by the sign of its input, so it also counts the BatchNorm outputs whose sign differs
+between the two forward passes and shows the first such output. Saves the same as
 step_equivalence.json in --output.
 """
 import argparse
@@ -50,8 +52,34 @@ def parse_args(argv=None):
     return args
 
 
+def batchnorm_outputs(net, images):
+    """{BatchNorm path: its output} in one training-mode forward pass, run op by op (PyNative), where
+    forward hooks see every layer."""
+    import mindspore as ms  # pylint: disable=import-outside-toplevel
+    from mindspore import nn  # pylint: disable=import-outside-toplevel
+
+    outputs = {}
+
+    def keep(path):
+        def hook(cell, inputs, output):  # pylint: disable=unused-argument
+            outputs[path] = output.asnumpy()
+        return hook
+    handles = [cell.register_forward_hook(keep(path)) for path, cell in net.cells_and_names()
+               if isinstance(cell, nn.BatchNorm2d)]
+    mode = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        net(images)
+    finally:
+        ms.set_context(mode=mode)
+        for handle in handles:
+            handle.remove()
+    return outputs
+
+
 def loss_and_gradients(net, config, temperatures):
-    """{temperature: (loss, {parameter name: gradient})} on the first batch of config's training data."""
+    """{temperature: (loss, {parameter name: gradient}, {BatchNorm path: output})} on the first batch
+    of config's training data."""
     import mindspore as ms  # pylint: disable=import-outside-toplevel
     from mindspore import nn  # pylint: disable=import-outside-toplevel
     from slb_recipe.common import create_split, loss_function  # pylint: disable=import-outside-toplevel
@@ -67,7 +95,8 @@ def loss_and_gradients(net, config, temperatures):
         for quantizer in quantizers:
             quantizer.set_temperature(temperature)
         loss, grads = step(images, labels)
-        found[temperature] = (float(loss), {param.name: grad.asnumpy() for param, grad in zip(params, grads)})
+        found[temperature] = (float(loss), {param.name: grad.asnumpy() for param, grad in zip(params, grads)},
+                              batchnorm_outputs(net, images))
     return found
 
 
@@ -99,30 +128,49 @@ def worker(implementation, args):
             golden_stick_bridge.load_state(net, dict(stored))
         in_our_layout = lambda grads: grads  # noqa: E731
     arrays = {}
-    for temperature, (loss, grads) in loss_and_gradients(net, config, args.temperatures).items():
+    for temperature, (loss, grads, outputs) in loss_and_gradients(net, config, args.temperatures).items():
         arrays[f"loss@{temperature:g}"] = np.array(loss)
         for name, grad in in_our_layout(grads).items():
-            arrays[f"{name}@{temperature:g}"] = grad
+            arrays[f"grad:{name}@{temperature:g}"] = grad
+        for path, output in outputs.items():
+            arrays[f"bn:{path}@{temperature:g}"] = output
     np.savez(os.path.join(args.output, f"{implementation}_gradients.npz"), **arrays)
 
 
+def _at(arrays, kind, temperature):
+    """{name: array} of one kind ("grad" or "bn") at one temperature, in the order they were saved."""
+    prefix, suffix = kind + ":", f"@{temperature:g}"
+    return {key[len(prefix):-len(suffix)]: array for key, array in arrays.items()
+            if key.startswith(prefix) and key.endswith(suffix)}
+
+
 def compare(anchor_arrays, ours_arrays, temperatures):
-    """Per temperature: both losses and the largest relative gradient difference, and where."""
+    """Per temperature: both losses, the largest relative gradient difference and where, and the
+    BatchNorm outputs of opposite sign (how many, and the first one)."""
     rows = []
     for temperature in temperatures:
-        suffix = f"@{temperature:g}"
         worst, worst_name = 0.0, None
-        for key, anchor in anchor_arrays.items():
-            if key.endswith(suffix) and not key.startswith("loss@"):
-                largest = float(np.abs(anchor).max())
-                gap = float(np.abs(ours_arrays[key] - anchor).max())
-                # A gradient Golden Stick leaves at zero must be zero here too.
-                difference = gap / largest if largest > 0 else (math.inf if gap > 0 else 0.0)
-                if worst_name is None or difference > worst:
-                    worst, worst_name = difference, key[:-len(suffix)]
-        rows.append({"temperature": temperature, "loss_golden_stick": float(anchor_arrays["loss" + suffix]),
-                     "loss_mindspore_slb": float(ours_arrays["loss" + suffix]),
-                     "largest_relative_gradient_difference": worst, "in_parameter": worst_name})
+        ours = _at(ours_arrays, "grad", temperature)
+        for name, anchor in _at(anchor_arrays, "grad", temperature).items():
+            largest = float(np.abs(anchor).max())
+            gap = float(np.abs(ours[name] - anchor).max())
+            # A gradient Golden Stick leaves at zero must be zero here too.
+            difference = gap / largest if largest > 0 else (math.inf if gap > 0 else 0.0)
+            if worst_name is None or difference > worst:
+                worst, worst_name = difference, name
+        opposite, first = 0, None
+        ours = _at(ours_arrays, "bn", temperature)
+        for path, anchor in _at(anchor_arrays, "bn", temperature).items():
+            flipped = np.flatnonzero(anchor.ravel() * ours[path].ravel() < 0)
+            opposite += flipped.size
+            if flipped.size and first is None:
+                first = {"batchnorm": path, "golden_stick": float(anchor.ravel()[flipped[0]]),
+                         "mindspore_slb": float(ours[path].ravel()[flipped[0]])}
+        loss_key = f"loss@{temperature:g}"
+        rows.append({"temperature": temperature, "loss_golden_stick": float(anchor_arrays[loss_key]),
+                     "loss_mindspore_slb": float(ours_arrays[loss_key]),
+                     "largest_relative_gradient_difference": worst, "in_parameter": worst_name,
+                     "batchnorm_outputs_of_opposite_sign": opposite, "first_of_opposite_sign": first})
     return rows
 
 
@@ -143,9 +191,13 @@ def main(argv=None):
     loaded = [np.load(os.path.join(args.output, f"{implementation}_gradients.npz")) for implementation in IMPLEMENTATIONS]
     rows = compare(dict(loaded[0]), dict(loaded[1]), args.temperatures)
     for row in rows:
+        first = row["first_of_opposite_sign"]
+        flips = "" if first is None else (f", first in {first['batchnorm']}: {first['golden_stick']:.2e} (Golden Stick) "
+                                          f"{first['mindspore_slb']:.2e} (mindspore_slb)")
         print(f"temperature {row['temperature']:g}: loss {row['loss_golden_stick']:.7f} (Golden Stick) "
               f"{row['loss_mindspore_slb']:.7f} (mindspore_slb); largest relative gradient difference "
-              f"{row['largest_relative_gradient_difference']:.2e} in {row['in_parameter']}")
+              f"{row['largest_relative_gradient_difference']:.2e} in {row['in_parameter']}; "
+              f"BatchNorm outputs of opposite sign: {row['batchnorm_outputs_of_opposite_sign']}{flips}")
     write_atomically(os.path.join(args.output, "step_equivalence.json"),
                      json.dumps({"rows": rows, "checkpoint": args.checkpoint, "recipe_args": args.recipe_args}, indent=2))
     return rows

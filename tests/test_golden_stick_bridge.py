@@ -117,16 +117,24 @@ def test_same_start_runs_golden_stick_first_and_passes_the_state_file(tmp_path, 
     assert [command[command.index("--start_state") + 1] for command in commands] == [expected, expected]
 
 
-def test_the_step_comparison_reports_the_largest_relative_gradient_difference():
-    anchor = {"loss@1": np.array(2.0), "a@1": np.array([1.0, -2.0]), "b@1": np.array([0.5, 0.5]),
-              "loss@8": np.array(1.5), "a@8": np.array([4.0]), "b@8": np.array([0.0])}
-    ours = {"loss@1": np.array(2.0), "a@1": np.array([1.0, -2.002]), "b@1": np.array([0.5, 0.505]),
-            "loss@8": np.array(1.4), "a@8": np.array([4.0]), "b@8": np.array([0.0])}
+def test_the_step_comparison_reports_gradient_differences_and_batchnorm_outputs_of_opposite_sign():
+    anchor = {"loss@1": np.array(2.0), "grad:a@1": np.array([1.0, -2.0]), "grad:b@1": np.array([0.5, 0.5]),
+              "bn:x@1": np.array([[1.0, -3e-7], [2.0, 4.0]]), "bn:y@1": np.array([1.0, -1.0]),
+              "loss@8": np.array(1.5), "grad:a@8": np.array([4.0]), "grad:b@8": np.array([0.0]),
+              "bn:x@8": np.array([1.0]), "bn:y@8": np.array([0.0])}
+    ours = {"loss@1": np.array(2.0), "grad:a@1": np.array([1.0, -2.002]), "grad:b@1": np.array([0.5, 0.505]),
+            "bn:x@1": np.array([[1.0, 2e-7], [2.0, 4.0]]), "bn:y@1": np.array([-1.0, 1.0]),
+            "loss@8": np.array(1.4), "grad:a@8": np.array([4.0]), "grad:b@8": np.array([0.0]),
+            "bn:x@8": np.array([1.0]), "bn:y@8": np.array([1e-9])}  # zero against a sign is no flip
     rows = step_equivalence.compare(anchor, ours, [1.0, 8.0])
     assert rows[0]["in_parameter"] == "b" and rows[0]["largest_relative_gradient_difference"] == pytest.approx(0.01)
+    assert rows[0]["batchnorm_outputs_of_opposite_sign"] == 3
+    assert rows[0]["first_of_opposite_sign"] == {"batchnorm": "x", "golden_stick": pytest.approx(-3e-7),
+                                                 "mindspore_slb": pytest.approx(2e-7)}
     assert (rows[1]["loss_golden_stick"], rows[1]["loss_mindspore_slb"]) == (1.5, pytest.approx(1.4))
     assert rows[1]["largest_relative_gradient_difference"] == 0.0
-    ours["b@8"] = np.array([1e-9])  # a gradient where Golden Stick's is zero is the largest difference
+    assert (rows[1]["batchnorm_outputs_of_opposite_sign"], rows[1]["first_of_opposite_sign"]) == (0, None)
+    ours["grad:b@8"] = np.array([1e-9])  # a gradient where Golden Stick's is zero is the largest difference
     assert step_equivalence.compare(anchor, ours, [8.0])[0]["largest_relative_gradient_difference"] == np.inf
 
 
