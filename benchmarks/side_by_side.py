@@ -50,15 +50,20 @@ def parse_args(argv=None):
     parser.add_argument("--start_state", help=argparse.SUPPRESS)  # a worker's START_FILE, with --same_start
     parser.add_argument("recipe_args", nargs="*", help="recipe arguments, after --")
     args = parser.parse_args(argv)
-    if not args.worker and not os.access(anchor_python(args.anchor), os.X_OK):
-        parser.error(f"--anchor '{args.anchor}' has no venv/bin/python: build it with "
-                     "bash benchmarks/golden_stick_env.sh DIR")
+    if not args.worker:
+        check_anchor(parser, args.anchor)
     return args
 
 
 def anchor_python(anchor):
     """The interpreter of the environment golden_stick_env.sh built in `anchor` (DIR/venv, DIR/shim)."""
     return os.path.join(anchor, "venv", "bin", "python")
+
+
+def check_anchor(parser, anchor):
+    """Stop with a usage error unless `anchor` holds the environment golden_stick_env.sh builds."""
+    if not os.access(anchor_python(anchor), os.X_OK):
+        parser.error(f"--anchor '{anchor}' has no venv/bin/python: build it with bash benchmarks/golden_stick_env.sh DIR")
 
 
 def write_atomically(path, text):

@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 import golden_stick_bridge
-from side_by_side import REPO_ROOT, anchor_python, serve_golden_stick, write_atomically
+from side_by_side import REPO_ROOT, anchor_python, check_anchor, serve_golden_stick, write_atomically
 
 IMPLEMENTATIONS = ("golden_stick", "mindspore_slb")  # Golden Stick first: it saves the shared state
 STATE_FILE = "state.npz"
@@ -41,9 +41,8 @@ def parse_args(argv=None):
     parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
     parser.add_argument("recipe_args", nargs="*", help="recipe arguments, after --")
     args = parser.parse_args(argv)
-    if not args.worker and not os.access(anchor_python(args.anchor), os.X_OK):
-        parser.error(f"--anchor '{args.anchor}' has no venv/bin/python: build it with "
-                     "bash benchmarks/golden_stick_env.sh DIR")
+    if not args.worker:
+        check_anchor(parser, args.anchor)
     bad = [t for t in args.temperatures if not t > 0]
     if bad:
         parser.error(f"--temperatures must be positive, but got {bad}")
