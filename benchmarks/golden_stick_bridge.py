@@ -69,3 +69,14 @@ def load_state(net, state):
             raise ValueError(f"the state holds {name} of shape {tuple(value.shape)}, this network "
                              f"{tuple(params[name].shape)}")
         params[name].set_data(Tensor(np.ascontiguousarray(value)))
+
+
+def save_golden_stick_state(net, path):
+    """Write golden_stick_state(net) to the .npz file `path`."""
+    np.savez(path, **golden_stick_state(net))
+
+
+def load_state_file(net, path):
+    """load_state from a file save_golden_stick_state wrote."""
+    with np.load(path) as stored:
+        load_state(net, dict(stored))

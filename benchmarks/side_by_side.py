@@ -78,19 +78,14 @@ def write_atomically(path, text):
 def start_hook(implementation, start_state):
     """What a --same_start worker does with its network before training: Golden Stick's saves its
     starting state to start_state, this package's sets its own from it."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
     import golden_stick_bridge  # pylint: disable=import-outside-toplevel
 
     if implementation == "golden_stick":
-        return lambda net: np.savez(start_state, **golden_stick_bridge.golden_stick_state(net))
+        return lambda net: golden_stick_bridge.save_golden_stick_state(net, start_state)
     if not os.path.isfile(start_state):
         raise SystemExit(f"--same_start: no starting state {start_state}: that Golden Stick run was not made with "
                          "--same_start (give the comparison its own --output)")
-
-    def set_start(net):
-        with np.load(start_state) as stored:
-            golden_stick_bridge.load_state(net, dict(stored))
-    return set_start
+    return lambda net: golden_stick_bridge.load_state_file(net, start_state)
 
 
 def train_and_evaluate(recipe_args, run_folder, prepare_network=None):

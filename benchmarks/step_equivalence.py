@@ -120,11 +120,10 @@ def worker(implementation, args):
                 raise SystemExit(f"--checkpoint '{args.checkpoint}' lacks {len(not_loaded)} parameters of Golden "
                                  f"Stick's network, e.g. {sorted(not_loaded)[:3]}: is it a Golden Stick run's, "
                                  "of the same quant_type?")
-        np.savez(state_path, **golden_stick_bridge.golden_stick_state(net))
+        golden_stick_bridge.save_golden_stick_state(net, state_path)
         in_our_layout = lambda grads: golden_stick_bridge.in_our_layout(names, grads)  # noqa: E731
     else:
-        with np.load(state_path) as stored:
-            golden_stick_bridge.load_state(net, dict(stored))
+        golden_stick_bridge.load_state_file(net, state_path)
         in_our_layout = lambda grads: grads  # noqa: E731
     arrays = {}
     for temperature, (loss, grads, outputs) in loss_and_gradients(net, config, args.temperatures).items():
