@@ -183,7 +183,8 @@ class ScaledWeightNet(nn.Cell):
 @pytest.mark.parametrize("num_candidates, shape", [(2, WEIGHT_SHAPE), (4, WEIGHT_SHAPE), (16, WEIGHT_SHAPE),
                                                    (2, (300, 512)), (16, (40, 9, 3, 3)),
                                                    # split across threads in whole channels that are not
-                                                   # whole blocks, and unevenly: 2 channels on one thread
+                                                   # whole blocks, and unevenly: 2 channels on one thread;
+                                                   # one channel of many blocks stays on one thread
                                                    (16, (21, 700)), (2, (3, 30001)), (2, (1, 40000))])
 def test_scaled_op_folds_the_channel_scale_into_weight_and_gradients(mode, num_candidates, shape):
     """w = s[c] * v(a); d logits = the unscaled gradient for dout * s; d s[c] = sum over c of dout * v(a)."""
@@ -204,3 +205,19 @@ def test_scaled_op_folds_the_channel_scale_into_weight_and_gradients(mode, num_c
         np.testing.assert_allclose(dlogits, expected_dlogits, rtol=0, atol=1e-5 * np.abs(dout).max())
         expected_dscale = (dout * unscaled).reshape(shape[0], -1).sum(axis=1)
         np.testing.assert_allclose(dscale, expected_dscale, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("num_candidates, shape", [(2, (1, 40000)), (16, (1, 5000)), (2, (3, 30001))])
+def test_scale_gradient_is_the_same_on_every_call(num_candidates, shape):
+    """Each channel's sum is made by one thread. When two threads shared a channel they added into
+    its scale's gradient at once and, on a few calls in a hundred, lost one of the sums."""
+    mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
+    net = ScaledWeightNet(soft_weight_op(num_candidates, scaled=True))
+    grad_net = ops.GradOperation(get_all=True, sens_param=True)(net)
+    rng = np.random.default_rng(7)
+    args = (Tensor(rng.standard_normal((num_candidates,) + shape).astype(np.float32)), scalar(3.0), scalar(0.0),
+            Tensor(rng.uniform(0.5, 2.0, shape[0]).astype(np.float32)))
+    dout = Tensor(rng.standard_normal(shape).astype(np.float32))
+    first = grad_net(*args, dout)[3].asnumpy()
+    for _ in range(300):
+        np.testing.assert_array_equal(grad_net(*args, dout)[3].asnumpy(), first)

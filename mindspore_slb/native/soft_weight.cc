@@ -123,14 +123,29 @@ int64_t threads_for(int64_t K, int64_t N) {
   return K * N >= kParallelMinLogits ? std::max<int64_t>(1, std::min(available_cpus(), blocks)) : 1;
 }
 
-// The weights [0, N) as output channels of `inner` weights each (inner = N: the layer is one
-// channel, unscaled). Calls block(b0, len, c) on blocks of at most kBlock weights that never
-// cross a channel boundary, c being the block's channel: on the calling thread alone for a
-// small layer, else split across threads in whole channels (whole blocks for one channel), so
-// that a channel's sums are made by one thread, in order.
+// A layer's weights: logits a[K, N], temperature T, and an optional per-channel scale s
+// (nullptr: 1) for channels of `inner` weights. Multiplying by a scale of 1 is exact, so the
+// unscaled kernels give the same bits as before the scale existed.
+struct Layer {
+  const float *a;
+  int64_t K, N;
+  float T;
+  const float *s;
+  int64_t inner;
+
+  float scale_of(int64_t c) const { return s ? s[c] : 1.0f; }
+};
+
+// Calls block(b0, len, c) over the weights [0, N) of layer L, on blocks of at most kBlock
+// weights that never cross a channel boundary, c being the block's channel (of L.inner weights;
+// an unscaled layer is one channel). Runs on the calling thread alone for a small layer, else
+// split across threads: an unscaled layer in whole blocks, a scaled one in whole channels, so
+// that each channel's sum for the scale's gradient is made by one thread, in order (split
+// inside a channel, two threads would add into ds[c] at once and lose one of the sums).
 template <typename Block>
-void for_blocks(int64_t K, int64_t N, int64_t inner, const Block &block) {
-  const int64_t unit = inner == N ? kBlock : inner;
+void for_blocks(const Layer &L, const Block &block) {
+  const int64_t K = L.K, N = L.N, inner = L.inner;
+  const int64_t unit = L.s ? inner : kBlock;
   const int64_t units = (N + unit - 1) / unit;
   const int64_t threads = std::min(threads_for(K, N), units);
   const int64_t per_thread = (units + threads - 1) / threads * unit;
@@ -169,19 +184,6 @@ float dot(const float *x, const float *y, int64_t n) {
   return total;
 }
 
-// A layer's weights: logits a[K, N], temperature T, and an optional per-channel scale s
-// (nullptr: 1) for channels of `inner` weights. Multiplying by a scale of 1 is exact, so the
-// unscaled kernels give the same bits as before the scale existed.
-struct Layer {
-  const float *a;
-  int64_t K, N;
-  float T;
-  const float *s;
-  int64_t inner;
-
-  float scale_of(int64_t c) const { return s ? s[c] : 1.0f; }
-};
-
 // K = 2: v = tanh(T d / 2) with d = a1 - a0, from e = exp(-T |d|) so nothing overflows.
 inline float two_candidate_value(float d, float e) {
   const float t = (1.0f - e) / (1.0f + e);
@@ -193,7 +195,7 @@ void soft_forward(const Layer &L, float *w) {
   const int64_t K = L.K, N = L.N;
   const float T = L.T, T2 = L.T * kLog2e;
   if (K == 2) {
-    for_blocks(K, N, L.inner, [=, &L](int64_t b0, int64_t len, int64_t c) {
+    for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
       const float s = L.scale_of(c);
       for (int64_t i = b0; i < b0 + len; ++i) {
         const float d = a[N + i] - a[i];
@@ -202,7 +204,7 @@ void soft_forward(const Layer &L, float *w) {
     });
     return;
   }
-  for_blocks(K, N, L.inner, [=, &L](int64_t b0, int64_t len, int64_t c) {
+  for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
     SoftmaxBlock blk;
     const float s = L.scale_of(c);
     blk.compute(a, K, N, b0, len, T, nullptr);
@@ -218,7 +220,7 @@ void soft_backward(const Layer &L, const float *g, float *da, float *ds) {
   const float T = L.T, T2 = L.T * kLog2e;
   if (K == 2) {
     // dv/da1 = T p0 p1 (v1 - v0) = 2 T e / (1 + e)^2; da0 = -da1.
-    for_blocks(K, N, L.inner, [=, &L](int64_t b0, int64_t len, int64_t c) {
+    for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
       const float s2T = 2.0f * T * L.scale_of(c);
       float v[kBlock];
       for (int64_t i = 0; i < len; ++i) {
@@ -234,7 +236,7 @@ void soft_backward(const Layer &L, const float *g, float *da, float *ds) {
     });
     return;
   }
-  for_blocks(K, N, L.inner, [=, &L](int64_t b0, int64_t len, int64_t c) {
+  for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
     SoftmaxBlock blk;
     float factor[kBlock];
     const float sT = L.scale_of(c) * T;
@@ -272,7 +274,7 @@ void hard_block(const float *a, int64_t K, int64_t N, int64_t b0, int64_t len, f
 }
 
 void hard_forward(const Layer &L, float *w) {
-  for_blocks(L.K, L.N, L.inner, [=, &L](int64_t b0, int64_t len, int64_t c) {
+  for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
     hard_block(L.a, L.K, L.N, b0, len, w + b0);
     const float s = L.scale_of(c);
     for (int64_t i = b0; i < b0 + len; ++i) w[i] *= s;
@@ -283,7 +285,7 @@ void hard_forward(const Layer &L, float *w) {
 void hard_backward(const Layer &L, const float *g, float *da, float *ds) {
   std::memset(da, 0, sizeof(float) * L.K * L.N);
   if (!ds) return;
-  for_blocks(L.K, L.N, L.inner, [=, &L](int64_t b0, int64_t len, int64_t c) {
+  for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
     float v[kBlock];
     hard_block(L.a, L.K, L.N, b0, len, v);
     ds[c] += dot(g + b0, v, len);
