@@ -8,7 +8,7 @@ from mindspore.dataset import Dataset
 from mindspore.train import Model
 
 from mindspore_slb.act_quant import SlbActQuantizer
-from mindspore_slb.callbacks import BNCalibration, TemperatureScheduler, _CallbackGroup
+from mindspore_slb.callbacks import BNCalibration, TemperatureScheduler, _CallbackGroup, _SearchLeftSoftWarning
 from mindspore_slb.config import CONFIG_KEYS, SlbConfig, split_quant_dtype
 from mindspore_slb.convert import convert_network
 from mindspore_slb.layer_plan import bits_for, format_summary, summary_row, type_enabled, unused_patterns
@@ -185,8 +185,17 @@ class SlbQuantAwareTraining:
         return self._make_callbacks(model, model.predict_network, dataset)
 
     def callback(self):
-        """Golden Stick's documented older form: one callback that runs the temperature schedule (and
-        BatchNorm calibration on the training data, when enabled)."""
+        """Golden Stick's documented older form: one callback.
+
+        With ``epoch_size`` and ``has_trained_epoch`` set it runs the temperature schedule (and
+        BatchNorm calibration on the training data, when enabled). With neither set, as in that
+        form, the schedule is the caller's own ``TemperatureScheduler``; the callback then only
+        warns at the end of training if the search never turned hard, so that a run with no
+        schedule at all does not pass unnoticed.
+        """
+        config = self._config
+        if config.epoch_size is None and config.has_trained_epoch is None and not config.enable_bn_calibration:
+            return _CallbackGroup([_SearchLeftSoftWarning()])
         return _CallbackGroup(self._make_callbacks(None, None, None))
 
     def _make_callbacks(self, model, network, dataset):

@@ -57,6 +57,21 @@ class TemperatureScheduler(Callback):
                 quantizer.set_temperature_end_flag()
 
 
+class _SearchLeftSoftWarning(Callback):
+    """Warns when training ends with SLB quantizers that never turned hard: no temperature schedule
+    reached its end, and the network trained is not the one ``convert`` deploys."""
+
+    def on_train_end(self, run_context):
+        quantizers = _quantizers(run_context.original_args().network)
+        soft = sum(not quantizer.temperature_end_flag for quantizer in quantizers)
+        if soft:
+            logger.warning("Training ended with %d of %d SLB quantizers still soft (temperature %g): "
+                           "algo.callback() runs no temperature schedule while 'epoch_size' and "
+                           "'has_trained_epoch' are unset. Add a TemperatureScheduler, set both, or use "
+                           "algo.callbacks(model, dataset).", soft, len(quantizers),
+                           float(quantizers[0].temperature))
+
+
 class BNCalibration(Callback):
     """Re-estimates BatchNorm statistics with the hard (argmax) weights at the end of each epoch
     once the temperature has started rising.
@@ -186,3 +201,7 @@ class _CallbackGroup(Callback):
     def on_train_epoch_end(self, run_context):
         for callback in self.callbacks:
             callback.on_train_epoch_end(run_context)
+
+    def on_train_end(self, run_context):
+        for callback in self.callbacks:
+            callback.on_train_end(run_context)

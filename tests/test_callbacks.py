@@ -1,4 +1,6 @@
 """callbacks(), callback() and the temperature schedule they run."""
+import logging
+
 import mindspore as ms
 import numpy as np
 import pytest
@@ -40,11 +42,13 @@ class RecordTemperature(Callback):
         self.seen.append((round(float(quantizer.temperature), 6), quantizer.temperature_end_flag))
 
 
-def train_and_record(mode, make_callbacks, has_trained_epoch=0, epoch_size=5):
+def train_and_record(mode, make_callbacks, has_trained_epoch=0, epoch_size=5, schedule_in_config=True):
     ms.set_context(mode=mode)
-    algo = SlbQuantAwareTraining({"epoch_size": epoch_size, "has_trained_epoch": has_trained_epoch,
-                                  "t_start_time": 0.2, "t_end_time": 0.8, "t_factor": 2.0,
-                                  "quant_dtype": QuantDtype.INT1})
+    config = {"quant_dtype": QuantDtype.INT1}
+    if schedule_in_config:
+        config.update(epoch_size=epoch_size, has_trained_epoch=has_trained_epoch, t_start_time=0.2, t_end_time=0.8,
+                      t_factor=2.0)
+    algo = SlbQuantAwareTraining(config)
     network = algo.apply(ConvBnNet())
     dataset, _, _ = batches(num_samples=8, batch_size=8)
     model = train_model(network, dataset)
@@ -69,6 +73,31 @@ def test_seed_document_forms(mode):
         return [algo.callback(), TemperatureScheduler(model, 5, 0, 1.0, 0.2, 0.8, 2.0)]
     seen = train_and_record(mode, seed_callbacks)
     assert seen == [(1.0, False), (2.0, False), (4.0, False), (8.0, True), (8.0, True)]
+
+
+def test_seed_document_older_form_as_written(mode, caplog):
+    """Its config sets no schedule: the hand-made TemperatureScheduler alone runs it."""
+    def seed_callbacks(algo, model, data):
+        return [algo.callback(), TemperatureScheduler(model, 5, 0, 1.0, 0.2, 0.8, 2.0)]
+    with caplog.at_level(logging.WARNING, logger="mindspore_slb"):
+        seen = train_and_record(mode, seed_callbacks, schedule_in_config=False)
+    assert seen == [(1.0, False), (2.0, False), (4.0, False), (8.0, True), (8.0, True)]
+    assert "still soft" not in caplog.text
+
+
+def test_callback_without_any_schedule_warns_at_the_end(mode, caplog):
+    with caplog.at_level(logging.WARNING, logger="mindspore_slb"):
+        seen = train_and_record(mode, lambda algo, model, data: [algo.callback()], epoch_size=2,
+                                schedule_in_config=False)
+    assert seen == [(1.0, False), (1.0, False)]
+    assert "Training ended with 3 of 3 SLB quantizers still soft (temperature 1)" in caplog.text
+    assert "'epoch_size' and 'has_trained_epoch' are unset" in caplog.text
+
+
+def test_callback_with_bn_calibration_needs_the_schedule():
+    algo = SlbQuantAwareTraining({"enable_bn_calibration": True})
+    with pytest.raises(RuntimeError, match="'epoch_size' must be set"):
+        algo.callback()
 
 
 def test_callbacks_content():
