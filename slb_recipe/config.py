@@ -116,7 +116,7 @@ OPTIONS = {
     "pre_trained": Option(str, "", "checkpoint to resume from (continues at the epoch it records)"),
     "has_trained_epoch": Option(int, 0, "epochs already trained, for a checkpoint that records none", minimum=0),
     "checkpoint_file_path": Option(str, "", "checkpoint for eval.py/export.py (empty: the run's latest)"),
-    "file_name": Option(str, "resnet18_slb", "exported file name, without extension"),
+    "file_name": Option(str, "resnet18_slb", "exported file name, without extension (MINDIR_PACKED adds _packed)"),
     "file_format": Option(str, "MINDIR", "export format: MINDIR (discrete weights as float32), MINDIR_PACKED "
                                          "(bit-packed weights unpacked in the graph), SLB (mindspore_slb's "
                                          "packed file)", ("MINDIR", "MINDIR_PACKED", "SLB")),
@@ -259,11 +259,9 @@ def _check_consistency(values):
         raise ConfigError(f"config key 'data_path' must name the {values['dataset']} folder, got ''")
 
 
-def load_config(argv=None):
-    """Build the configuration from `--config_path FILE` (default: the digits recipe) and overrides.
-
-    Later sources win: option defaults, then the YAML file, then the command line.
-    """
+def _resolve(argv):
+    """The config file and every key's value. Later sources win: option defaults, then the YAML
+    file (`--config_path FILE`, default: the digits recipe), then the command line."""
     pairs = _split_command_line(argv or [])
     config_path = DEFAULT_CONFIG_PATH
     for key, value in pairs:
@@ -274,25 +272,35 @@ def load_config(argv=None):
     for key, value in sources:
         _check_known(key)
         values[key] = _convert(key, value)
+    return config_path, values
+
+
+def load_config(argv=None):
+    """Build the configuration from `--config_path FILE` (default: the digits recipe) and overrides."""
+    config_path, values = _resolve(argv)
     _check_consistency(values)
     return SimpleNamespace(config_path=config_path, **values)
 
 
-def usage():
-    """Text listing every key, what it allows and its default."""
-    lines = ["options (YAML keys, each can be given as --key value):", "  --config_path FILE (default: digits recipe)"]
+def usage(argv=None):
+    """Text listing every key, what it allows and the value a run with these arguments would use
+    (the config file's where it sets one, not the option's own default)."""
+    config_path, values = _resolve(argv)
+    lines = [f"options (YAML keys, each can be given as --key value); each shows its value from {config_path}"
+             f"{' and the command line' if argv else ''}:",
+             f"  --config_path FILE (default: the digits recipe, {DEFAULT_CONFIG_PATH})"]
     for key, option in OPTIONS.items():
-        lines.append(f"  --{key}: {option.help}; {option.describe()}; default {option.default!r}")
+        lines.append(f"  --{key}: {option.help}; {option.describe()}; value {values[key]!r}")
     return "\n".join(lines)
 
 
 def parse_args(argv):
     """load_config for a script's main(): --help prints the keys, a bad value exits with one line."""
     argv = list(argv)
-    if "-h" in argv or "--help" in argv:
-        print(usage())
-        raise SystemExit(0)
     try:
+        if "-h" in argv or "--help" in argv:
+            print(usage([token for token in argv if token not in ("-h", "--help")]))
+            raise SystemExit(0)
         return load_config(argv)
     except ConfigError as error:
         raise SystemExit(f"error: {error}") from None

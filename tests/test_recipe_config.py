@@ -120,6 +120,19 @@ def test_help_lists_every_key(capsys):
     assert raised.value.code == 0
     printed = capsys.readouterr().out
     assert all(f"--{key}:" in printed for key in recipe_config.OPTIONS)
+    # The values a run with these arguments would use: the digits recipe's, not the options' own defaults.
+    assert "; value 'digits'" in printed and "; value 10\n" in printed
+
+
+def test_help_shows_the_values_of_the_given_config_and_command_line(capsys):
+    cifar10 = os.path.join(REPO_ROOT, "configs", "resnet18_cifar10_config.yaml")
+    with pytest.raises(SystemExit):
+        recipe_config.parse_args(["--config_path", cifar10, "--epoch_size", "3", "-h"])
+    printed = capsys.readouterr().out
+    assert "--dataset: " in printed and "; value 'cifar10'" in printed and "; value 224" in printed
+    assert "--epoch_size: total epochs of the run; an integer >= 1; value 3" in printed
+    with pytest.raises(SystemExit, match="error: unknown config key 'epochs'"):
+        recipe_config.parse_args(["--epochs", "3", "--help"])
 
 
 def test_auto_device_target_follows_what_mindspore_can_use():
