@@ -11,6 +11,7 @@ Prints a table (layers: quantized / found of the registered types; |y|: largest 
 float and quantized after the step), the pass count and each failure with its reason; exits 1 when any failed.
 """
 import argparse
+import difflib
 import os
 import sys
 import tempfile
@@ -150,6 +151,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     ms.set_context(mode=ms.PYNATIVE_MODE if args.mode == "PYNATIVE" else ms.GRAPH_MODE)
     mindcv = import_mindcv()
+    unknown = [name for name in args.models if name not in mindcv.list_models()]
+    if unknown:  # a misspelt name must not pass as an architecture that fails in float
+        hints = [f"{name} (did you mean {', '.join(close)}?)" if close else name for name, close in
+                 ((name, difflib.get_close_matches(name, mindcv.list_models(), n=3)) for name in unknown)]
+        parser.error(f"--models: not a mindcv {mindcv.__version__} model: {'; '.join(hints)}")
     register_weight_standardized_conv()
 
     columns = ("layers", "loss", "float |y|", "quant |y|", "convert diff")

@@ -8,13 +8,28 @@ import pytest
 SCRIPTS = os.path.join(os.path.dirname(__file__), os.pardir, "scripts")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mindcv") is None, reason="mindcv 0.3.0 is not installed")
-def test_zoo_check_passes_squeezenet_with_its_shared_conv(capsys):
+needs_mindcv = pytest.mark.skipif(importlib.util.find_spec("mindcv") is None, reason="mindcv 0.3.0 is not installed")
+
+
+def import_zoo_check():
     sys.path.insert(0, SCRIPTS)
     try:
         import zoo_check  # pylint: disable=import-outside-toplevel
     finally:
         sys.path.remove(SCRIPTS)
-    assert zoo_check.main(["--models", "squeezenet1_1", "--image_size", "32"]) == 0
+    return zoo_check
+
+
+@needs_mindcv
+def test_zoo_check_passes_squeezenet_with_its_shared_conv(capsys):
+    assert import_zoo_check().main(["--models", "squeezenet1_1", "--image_size", "32"]) == 0
     out = capsys.readouterr().out
     assert "| squeezenet1_1 | pass |" in out and "passed 1 of 1" in out
+
+
+@needs_mindcv
+def test_misspelt_model_name_is_an_error_not_a_skip(capsys):
+    with pytest.raises(SystemExit) as raised:
+        import_zoo_check().main(["--models", "resnet19", "squeezenet1_1"])
+    assert raised.value.code == 2
+    assert "--models: not a mindcv 0.3.0 model: resnet19 (did you mean resnet18" in capsys.readouterr().err
