@@ -3,9 +3,10 @@
     python scripts/export.py --config_path configs/resnet18_cifar10_config.yaml [--checkpoint_file_path CKPT]
         [--file_format MINDIR | MINDIR_PACKED | SLB]
 
-MINDIR: the converted network (discrete weights stored as float32). MINDIR_PACKED: a MINDIR whose
-quantized weights are bit-packed uint8 codes unpacked inside the graph. SLB: mindspore_slb's packed
-file (``mindspore_slb.load_packed`` loads it into the float ResNet18). Beside the file,
+MINDIR (``<file_name>.mindir``): the converted network (discrete weights stored as float32).
+MINDIR_PACKED (``<file_name>_packed.mindir``): a MINDIR whose quantized weights are bit-packed uint8
+codes unpacked inside the graph. SLB (``<file_name>.slb``): mindspore_slb's packed file
+(``mindspore_slb.load_packed`` loads it into the float ResNet18). Beside the file,
 ``<file>.size.md`` lists what each layer costs, and the file's size against the float checkpoint.
 """
 import os
@@ -20,26 +21,27 @@ from mindspore_slb.packing import size_rows
 from slb_recipe.common import RecipeError, load_trained_network, script_main, setup_runtime
 from slb_recipe.resnet import resnet18
 
-ExportFormat = namedtuple("ExportFormat", "extension packed write")
+ExportFormat = namedtuple("ExportFormat", "ending packed write")
 
 
-def _write_mindir(net, algo, sample, base):
-    ms.export(net if algo is None else algo.convert(net), sample, file_name=base, file_format="MINDIR")
+def _write_mindir(net, algo, sample, path):
+    ms.export(net if algo is None else algo.convert(net), sample, file_name=path, file_format="MINDIR")
 
 
-def _write_packed_mindir(net, _algo, sample, base):
-    ms.export(packed_network(net), sample, file_name=base, file_format="MINDIR")
+def _write_packed_mindir(net, _algo, sample, path):
+    ms.export(packed_network(net), sample, file_name=path, file_format="MINDIR")
 
 
-def _write_packed_file(net, _algo, _sample, base):
-    save_packed(net, base + ".slb")
+def _write_packed_file(net, _algo, _sample, path):
+    save_packed(net, path)
 
 
-# Each format: its file extension, whether quantized weights are stored packed, and how it is written
-# from the trained network (net, algo or None for W32, sample input, path without extension).
+# Each format: what follows file_name in its file's name (the two MINDIRs differ, so that exporting
+# both keeps both), whether quantized weights are stored packed, and how it is written from the
+# trained network (net, algo or None for W32, sample input, the file's path).
 EXPORT_FORMATS = {
     "MINDIR": ExportFormat(".mindir", False, _write_mindir),
-    "MINDIR_PACKED": ExportFormat(".mindir", True, _write_packed_mindir),
+    "MINDIR_PACKED": ExportFormat("_packed.mindir", True, _write_packed_mindir),
     "SLB": ExportFormat(".slb", True, _write_packed_file),
 }
 
@@ -84,11 +86,10 @@ def run(config):
     net.set_train(False)
     sample = ms.Tensor(np.zeros((1, 3, config.eval_image_size, config.eval_image_size), np.float32))
     os.makedirs(config.output_path, exist_ok=True)
-    base = os.path.join(config.output_path, config.file_name)
+    path = os.path.join(config.output_path, config.file_name + export_format.ending)
     # Before writing: convert and packing turn the quantized layers into deployable ones in place.
     rows = None if algo is None else size_rows(net, packed=export_format.packed)
-    export_format.write(net, algo, sample, base)
-    path = base + export_format.extension
+    export_format.write(net, algo, sample, path)
     print(f"exported {config.quant_type} network from {checkpoint} to {path}")
     if rows is not None:
         report = size_report(rows, path, config)
