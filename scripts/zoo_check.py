@@ -151,10 +151,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     ms.set_context(mode=ms.PYNATIVE_MODE if args.mode == "PYNATIVE" else ms.GRAPH_MODE)
     mindcv = import_mindcv()
-    unknown = [name for name in args.models if name not in mindcv.list_models()]
+    known = mindcv.list_models()
+    unknown = [name for name in args.models if name not in known]
     if unknown:  # a misspelt name must not pass as an architecture that fails in float
-        hints = [f"{name} (did you mean {', '.join(close)}?)" if close else name for name, close in
-                 ((name, difflib.get_close_matches(name, mindcv.list_models(), n=3)) for name in unknown)]
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=3)
+            hints.append(f"{name} (did you mean {', '.join(close)}?)" if close else name)
         parser.error(f"--models: not a mindcv {mindcv.__version__} model: {'; '.join(hints)}")
     register_weight_standardized_conv()
 
