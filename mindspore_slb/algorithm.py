@@ -53,11 +53,20 @@ class SlbQuantAwareTraining:
                              f"allowed keys are {', '.join(CONFIG_KEYS)}.")
         for key, value in config.items():
             if key == "quant_dtype":
-                act_dtype, weight_dtype = split_quant_dtype(value)
-                self.set_act_quant_dtype(act_dtype)
-                self.set_weight_quant_dtype(weight_dtype)
+                self._set_quant_dtype(value)
             else:
                 self._config.set(key, value)
+
+    def _set_quant_dtype(self, value):
+        act_dtype, weight_dtype = split_quant_dtype(value)
+        # The setters name their own keys; the user wrote 'quant_dtype', so say which part of it is wrong.
+        for setter, dtype, part in ((self.set_act_quant_dtype, act_dtype, "activation dtype (first of the pair)"),
+                                    (self.set_weight_quant_dtype, weight_dtype, "weight dtype")):
+            try:
+                setter(dtype)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"'quant_dtype' [act_dtype, weight_dtype] or weight_dtype: its {part} is "
+                                  f"wrong: {error}") from None
 
     def set_weight_quant_dtype(self, weight_quant_dtype):
         """QuantDtype.INT1, INT2 or INT4."""
@@ -231,7 +240,8 @@ class SlbQuantAwareTraining:
         refuse_packed(net_opt, "net_opt")
         quantized = [cell for _, cell in net_opt.cells_and_names() if is_quantized(cell)]
         if not quantized:
-            raise ValueError("'net_opt' has no SLB-quantized layer: pass the network returned by apply().")
+            raise ValueError("'net_opt' has no SLB-quantized layer: pass the network returned by apply() "
+                             "(convert works in place, so a network converted once has none left).")
         if ckpt_path:
             _load_covering(net_opt, quantized, ckpt_path)
         return convert_network(net_opt)

@@ -75,6 +75,13 @@ def test_config_values_are_validated_like_setters():
         SlbQuantAwareTraining({"t_factor": 2})
     with pytest.raises(ValueError, match="'quant_dtype'"):
         SlbQuantAwareTraining({"quant_dtype": [QuantDtype.INT8]})
+    # The key the user wrote, and which part of it is wrong: the pair's order swapped, a weight width SLB lacks.
+    with pytest.raises(ValueError, match=r"'quant_dtype' .*its activation dtype .*got QuantDtype.INT1"):
+        SlbQuantAwareTraining({"quant_dtype": [QuantDtype.INT1, QuantDtype.INT8]})
+    with pytest.raises(ValueError, match=r"'quant_dtype' .*its weight dtype .*got QuantDtype.INT3"):
+        SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT3})
+    with pytest.raises(TypeError, match=r"'quant_dtype' .*its weight dtype .*got 'INT2' of type str"):
+        SlbQuantAwareTraining({"quant_dtype": [QuantDtype.INT8, "INT2"]})
 
 
 def test_boundaries_are_accepted():

@@ -85,6 +85,9 @@ def test_convert_errors(tmp_path):
         algo.convert(network, ckpt_path=str(tmp_path))
     with pytest.raises(ValueError, match="no SLB-quantized layer"):
         algo.convert(ConvBnNet())
+    algo.convert(network)
+    with pytest.raises(ValueError, match="no SLB-quantized layer.*converted once has none left"):
+        algo.convert(network)
 
 
 def test_checkpoint_without_the_quantized_parameters_is_refused(tmp_path):
