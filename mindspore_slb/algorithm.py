@@ -8,7 +8,8 @@ from mindspore.dataset import Dataset
 from mindspore.train import Model
 
 from mindspore_slb.act_quant import SlbActQuantizer
-from mindspore_slb.callbacks import BNCalibration, TemperatureScheduler, _CallbackGroup, _SearchLeftSoftWarning
+from mindspore_slb.callbacks import (BNCalibration, TemperatureScheduler, _CallbackGroup, _SearchLeftSoftWarning,
+                                    set_epoch_temperature)
 from mindspore_slb.config import CONFIG_KEYS, SlbConfig, split_quant_dtype
 from mindspore_slb.convert import convert_network
 from mindspore_slb.layer_plan import bits_for, format_summary, summary_row, type_enabled, unused_patterns
@@ -206,6 +207,29 @@ class SlbQuantAwareTraining:
         if config.epoch_size is None and config.has_trained_epoch is None and not config.enable_bn_calibration:
             return _CallbackGroup([_SearchLeftSoftWarning()])
         return _CallbackGroup(self._make_callbacks(None, None, None))
+
+    def set_epoch_temperature(self, network, epoch):
+        """For a training loop of one's own (no ``Model.train``, so no callbacks): set every SLB
+        quantizer in ``network`` to the schedule's temperature for ``epoch`` and, from the schedule's
+        end on, to its hard weights, as the callbacks do at the start of each epoch. Call it before
+        each epoch; a step compiled before sees the change.
+
+        Args:
+            network (Cell): the network returned by ``apply`` (or one containing it).
+            epoch (int): 1-based, counting the epochs before a resume (1 .. epoch_size).
+
+        Returns:
+            tuple: (temperature, hard) for that epoch.
+        """
+        if not isinstance(network, nn.Cell):
+            raise TypeError(f"'network' must be a mindspore.nn.Cell, but got {type(network).__name__}.")
+        self._config.check_schedule()
+        epoch_size = self._config.epoch_size
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise TypeError(f"'epoch' must be an int, but got {epoch!r} of type {type(epoch).__name__}.")
+        if not 1 <= epoch <= epoch_size:
+            raise ValueError(f"'epoch' must be an int in [1, {epoch_size}] (epoch_size), but got {epoch}.")
+        return set_epoch_temperature(network, epoch, self._config)
 
     def _make_callbacks(self, model, network, dataset):
         config = self._config

@@ -24,6 +24,17 @@ def _trained_epoch(run_context, config):
     return run_context.original_args().cur_epoch_num + config.has_trained_epoch
 
 
+def set_epoch_temperature(network, epoch, config):
+    """Sets every SLB quantizer in ``network`` to the schedule's state for 1-based ``epoch``
+    (epochs before a resume included); returns (temperature, hard)."""
+    temperature, hard = temperature_at_epoch(epoch, config)
+    for quantizer in _quantizers(network):
+        quantizer.set_temperature(temperature)
+        if hard:
+            quantizer.set_temperature_end_flag()
+    return temperature, hard
+
+
 class TemperatureScheduler(Callback):
     """Sets every SLB quantizer's temperature at the start of each epoch (the straight-through
     baseline's quantizers have none and are left alone).
@@ -50,11 +61,8 @@ class TemperatureScheduler(Callback):
         self.config.check_schedule()
 
     def on_train_epoch_begin(self, run_context):
-        temperature, hard = temperature_at_epoch(_trained_epoch(run_context, self.config), self.config)
-        for quantizer in _quantizers(run_context.original_args().network):
-            quantizer.set_temperature(temperature)
-            if hard:
-                quantizer.set_temperature_end_flag()
+        set_epoch_temperature(run_context.original_args().network, _trained_epoch(run_context, self.config),
+                              self.config)
 
 
 class _SearchLeftSoftWarning(Callback):

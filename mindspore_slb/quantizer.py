@@ -11,6 +11,8 @@ K arrays side by side. For logits ``a``, temperature ``T`` and candidates ``v``:
 ``candidate_probabilities`` gives ``softmax(T * a)`` itself in NumPy, for looking at the search
 (how decided each weight is) outside the network.
 """
+import numbers
+
 import numpy as np
 
 import mindspore as ms
@@ -220,10 +222,11 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
         self._fused_scaled = native.soft_weight_op(len(self.values), scaled=True)
 
     def set_temperature(self, temperature):
-        """Set the softmax temperature, a number in (0, MAX_TEMPERATURE]."""
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        """Set the softmax temperature, a real number (Python or NumPy) in (0, MAX_TEMPERATURE]."""
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
             raise TypeError(f"'temperature' must be a float, but got {temperature!r} "
                             f"of type {type(temperature).__name__}.")
+        temperature = float(temperature)
         if not 0 < temperature <= MAX_TEMPERATURE:
             raise ValueError(f"'temperature' must be a float in (0, {MAX_TEMPERATURE:g}], but got {temperature}.")
         # In place: set_data would give the parameter new storage, and a step compiled before

@@ -182,6 +182,35 @@ def test_a_step_compiled_before_sees_each_new_temperature_and_the_hard_switch(mo
     assert len({round(loss, 5) for loss in seen}) == 3  # each change moved the loss
 
 
+def test_own_training_loop_follows_the_schedule_with_set_epoch_temperature(mode):
+    """No Model.train, so no callbacks: the loop sets each epoch's state, and its compiled step sees it."""
+    algo = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT2, "epoch_size": 5, "has_trained_epoch": 0,
+                                  "t_start_time": 0.2, "t_end_time": 0.8, "t_factor": 2.0})
+    network = algo.apply(ConvBnNet())
+    network.set_train(True)
+    _, images, labels = batches(num_samples=8)
+    labels = ms.Tensor(labels)
+    step = compiled_loss(network, images, labels)
+    loss_function = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    returned, seen, losses, expected = [], [], [], []
+    for epoch in range(1, 6):
+        returned.append(algo.set_epoch_temperature(network, epoch))
+        quantizer = network.stem.weight_quantizer()
+        seen.append((float(quantizer.temperature), quantizer.temperature_end_flag))
+        losses.append(step())
+        expected.append(float(loss_function(network(images), labels)))
+    assert returned == seen == [(1.0, False), (2.0, False), (4.0, False), (8.0, True), (8.0, True)]
+    assert losses == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match=r"'epoch' must be an int in \[1, 5\] \(epoch_size\), but got 6"):
+        algo.set_epoch_temperature(network, 6)
+    with pytest.raises(TypeError, match="'epoch' must be an int, but got 1.0"):
+        algo.set_epoch_temperature(network, 1.0)
+    with pytest.raises(TypeError, match="'network' must be a mindspore.nn.Cell"):
+        algo.set_epoch_temperature("net", 1)
+    with pytest.raises(RuntimeError, match="'epoch_size' must be set"):
+        SlbQuantAwareTraining().set_epoch_temperature(network, 1)
+
+
 def test_calibrated_statistics_reach_a_forward_compiled_before(mode):
     network = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT1}).apply(ConvBnNet())
     dataset, images, _ = batches(num_samples=16, batch_size=8)

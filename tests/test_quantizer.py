@@ -124,6 +124,10 @@ def test_temperature_is_readable_and_validated():
             quantizer.set_temperature(too_hot)
     with pytest.raises(TypeError, match="'temperature'"):
         quantizer.set_temperature("hot")
+    with pytest.raises(TypeError, match="'temperature'.*of type Tensor"):
+        quantizer.set_temperature(ms.Tensor([2.0]))
+    quantizer.set_temperature(np.float32(4.0))  # a schedule computed in NumPy
+    assert float(quantizer.temperature) == 4.0
 
 
 def test_bits_are_validated():
