@@ -152,10 +152,15 @@ class Conv2dSlbQuant(SlbQuantLayer):
 
 def deployable_conv2d(layer, weight):
     """The ``nn.Conv2d`` computing what ``layer`` (a Conv2dSlbQuant) computes with ``weight``."""
-    return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+    # Given its values after construction: nn.Conv2d prints its init arguments, and with the weight
+    # itself as one, printing a converted network listed every weight of every layer.
+    conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
                      pad_mode=layer.pad_mode, padding=layer.padding, dilation=layer.dilation,
-                     group=layer.group, has_bias=layer.has_bias, weight_init=weight,
-                     bias_init=layer.bias.value() if layer.has_bias else None)
+                     group=layer.group, has_bias=layer.has_bias)
+    conv.weight.set_data(weight)
+    if layer.has_bias:
+        conv.bias.set_data(layer.bias.value())
+    return conv
 
 
 class DenseSlbQuant(SlbQuantLayer):

@@ -96,3 +96,10 @@ def test_checkpoint_without_the_quantized_parameters_is_refused(tmp_path):
     network = SlbQuantAwareTraining().apply(ConvBnNet())
     with pytest.raises(ValueError, match=r"'ckpt_path'.*lacks \d+ parameter.*weight_logits"):
         SlbQuantAwareTraining().convert(network, ckpt_path=path)
+
+
+def test_printing_a_converted_network_does_not_list_its_weights():
+    algo = SlbQuantAwareTraining({"enable_dense_quant": True})
+    deployed = algo.convert(algo.apply(ConvBnNet()))
+    printed = repr(deployed)
+    assert "Conv2d(input_channels=3, output_channels=8" in printed and "[[" not in printed
