@@ -55,3 +55,27 @@ def test_fused_and_plain_paths_agree_in_float16(mode, bits, monkeypatch):
     assert not any(quantizer.weight_is_fused for quantizer in quantizers(net))
     # float16 activations: agreement to float16's precision, not float32's.
     np.testing.assert_allclose(fused, plain, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("act_quant", [False, True], ids=["weights", "weights+act"])
+@pytest.mark.parametrize("level", LEVELS)
+def test_converted_network_keeps_the_precision_and_exports(mode, level, act_quant, tmp_path):
+    """The plain layers convert puts in run at the precision of the layers they replace: a float16
+    input must not meet a float32 weight (MindSpore's precision is a flag on each Cell)."""
+    ms.set_seed(0)
+    algo = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT2, "enable_act_quant": act_quant})
+    net = algo.apply(ConvBnNet())
+    net = net.to_float(ms.float16) if level == "to_float16" else amp.auto_mixed_precision(net, level)
+    images = Tensor(np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype(np.float32))
+    net.set_train(True)
+    net(images)  # observe activation ranges
+    net.set_train(False)
+    expected = net(images).asnumpy()
+    deployed = algo.convert(net)
+    # float32 (O0): the same output; float16: the same to float16's precision (the two graphs order
+    # their float16 operations differently).
+    atol = 0 if level == "O0" else 2e-3 * np.abs(expected).max()
+    np.testing.assert_allclose(deployed(images).asnumpy(), expected, rtol=0, atol=atol)
+    ms.export(deployed, images, file_name=str(tmp_path / "net"), file_format="MINDIR")
+    reloaded = nn.GraphCell(ms.load(str(tmp_path / "net.mindir")))(images).asnumpy()
+    np.testing.assert_allclose(reloaded, expected, rtol=0, atol=max(atol, 1e-5 * np.abs(expected).max()))
