@@ -229,6 +229,10 @@ class SlbQuantAwareTraining:
             raise TypeError(f"'epoch' must be an int, but got {epoch!r} of type {type(epoch).__name__}.")
         if not 1 <= epoch <= epoch_size:
             raise ValueError(f"'epoch' must be an int in [1, {epoch_size}] (epoch_size), but got {epoch}.")
+        if not network.training:
+            logger.warning("set_epoch_temperature: the network is in evaluation mode, where SLB computes with the "
+                           "hard weights and its logits get no gradient; call network.set_train(True) before "
+                           "training (Model.train does it).")
         return set_epoch_temperature(network, epoch, self._config)
 
     def _make_callbacks(self, model, network, dataset):

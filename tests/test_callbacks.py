@@ -211,6 +211,19 @@ def test_own_training_loop_follows_the_schedule_with_set_epoch_temperature(mode)
         SlbQuantAwareTraining().set_epoch_temperature(network, 1)
 
 
+def test_set_epoch_temperature_warns_about_a_network_in_evaluation_mode(caplog):
+    """A loop of one's own that never calls set_train(True) trains the hard network: no logit learns."""
+    algo = SlbQuantAwareTraining({"epoch_size": 5, "has_trained_epoch": 0})
+    network = algo.apply(ConvBnNet())
+    with caplog.at_level(logging.WARNING, logger="mindspore_slb"):
+        network.set_train(True)
+        algo.set_epoch_temperature(network, 1)
+        assert "evaluation mode" not in caplog.text
+        network.set_train(False)
+        algo.set_epoch_temperature(network, 2)
+    assert "the network is in evaluation mode" in caplog.text and "set_train(True)" in caplog.text
+
+
 def test_calibrated_statistics_reach_a_forward_compiled_before(mode):
     network = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT1}).apply(ConvBnNet())
     dataset, images, _ = batches(num_samples=16, batch_size=8)
