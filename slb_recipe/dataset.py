@@ -37,6 +37,7 @@ DIGITS_CLASSES = 10
 # The binary CIFAR-10 layout: a label byte then a 32x32x3 image, 10,000 records per file.
 CIFAR_RECORD_BYTES = 1 + 32 * 32 * 3
 CIFAR_RECORDS_PER_FILE = 10000
+CIFAR_TRAIN_FILES = tuple(f"data_batch_{index}.bin" for index in range(1, 6))
 
 
 class DataPathError(ValueError):
@@ -123,6 +124,11 @@ def _read_cifar10(data_path, do_train, num_parallel_workers):
     if not paths:
         raise DataPathError(f"data_path '{data_path}' holds no CIFAR-10 binary file {pattern} "
                             "(expected the cifar-10-batches-bin folder: data_batch_1..5.bin, test_batch.bin)")
+    if do_train:
+        missing = [name for name in CIFAR_TRAIN_FILES if os.path.join(data_path, name) not in paths]
+        if missing:  # else MindSpore would train on the files that are there, without a word
+            raise DataPathError(f"data_path '{data_path}' lacks {', '.join(missing)} of the five CIFAR-10 training "
+                                "files data_batch_1..5.bin: incomplete download or extraction")
     label_count = max(_cifar10_label_count(path) for path in paths)
     data = ds.Cifar10Dataset(data_path, usage="train" if do_train else "test", shuffle=False,
                              num_parallel_workers=num_parallel_workers)

@@ -22,7 +22,8 @@ def class_images(labels, side, rng):
 
 
 def write_cifar10_binary(folder, seed=0):
-    """A cifar-10-batches-bin folder with one full-size train file and the test file."""
+    """A cifar-10-batches-bin folder: full-size files, data_batch_2..5.bin links to data_batch_1.bin
+    (the loader wants all five; their content matters little to the tests)."""
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
     for name in ("data_batch_1.bin", "test_batch.bin"):
@@ -30,6 +31,8 @@ def write_cifar10_binary(folder, seed=0):
         # Records are a label byte then the image in CHW order.
         pixels = class_images(labels, CIFAR_SIDE, rng).transpose(0, 3, 1, 2).reshape(len(labels), -1)
         np.concatenate([labels[:, None], pixels], axis=1).tofile(os.path.join(folder, name))
+    for index in range(2, 6):
+        os.symlink("data_batch_1.bin", os.path.join(folder, f"data_batch_{index}.bin"))
     return folder
 
 

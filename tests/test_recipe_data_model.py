@@ -84,9 +84,20 @@ def test_labels_beyond_class_num_are_refused_before_training(cifar10, imagenet):
         assert f"outside class_num {class_num}: set class_num to at least {labels}" in str(raised.value)
 
 
+def test_cifar10_training_files_must_all_be_there(tmp_path, cifar10):
+    """MindSpore itself reads whichever data_batch_*.bin files exist."""
+    for name in ("data_batch_1.bin", "data_batch_2.bin", "data_batch_4.bin", "test_batch.bin"):
+        os.symlink(os.path.join(cifar10, name), tmp_path / name)
+    with pytest.raises(DataPathError, match=r"lacks data_batch_3.bin, data_batch_5.bin of the five CIFAR-10"):
+        create_dataset("cifar10", str(tmp_path), True, batch_size=4, image_size=16)
+    assert create_dataset("cifar10", str(tmp_path), False, batch_size=4, image_size=16, num_samples=4)
+
+
 def test_cifar10_file_of_the_wrong_size_is_refused(tmp_path):
     path = tmp_path / "data_batch_1.bin"
     path.write_bytes(bytes(3073 * 5))
+    for index in range(2, 6):
+        os.symlink(path, tmp_path / f"data_batch_{index}.bin")
     with pytest.raises(DataPathError) as raised:
         create_dataset("cifar10", str(tmp_path), True, batch_size=4, image_size=16)
     assert str(path) in str(raised.value) and "has 15365 bytes, expected 10000 records of 3073 bytes" in \
