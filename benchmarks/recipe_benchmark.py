@@ -48,7 +48,7 @@ def parse_args(argv=None):
     parser.add_argument("--num_parallel_workers", type=int, default=2)
     parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
     parser.add_argument("--anchor", help="for the golden_stick path: the folder golden_stick_env.sh built")
-    parser.add_argument("--json", default="recipe_benchmark.json", help="where to save the results")
+    parser.add_argument("--json", default="recipe_benchmark.json", help="where to save the results (default: %(default)s in the current folder)")
     parser.add_argument("--worker", nargs=5, metavar=("DATA", "OUTPUT", "WIDTH", "QUANT_TYPE", "PATH"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -48,8 +48,13 @@ def _save(figure, folder, name):
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, name)
     temporary = path + ".partial"
-    figure.savefig(temporary, format="png", dpi=100)
-    os.replace(temporary, path)
+    try:
+        figure.savefig(temporary, format="png", dpi=100)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):  # the caller reports the failure; no half-written file stays
+            os.remove(temporary)
+        raise
     return path
 
 

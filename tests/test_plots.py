@@ -136,6 +136,17 @@ def test_a_figure_that_cannot_be_drawn_is_said_once_and_does_not_stop_training(t
     assert pngs_in(tmp_path) == []
 
 
+def test_a_figure_whose_save_fails_leaves_no_partial_file(tmp_path, monkeypatch):
+    def fail(*_):
+        raise OSError("Read-only file system")
+
+    figure, _ = plots._new_figure(2, 2)  # pylint: disable=protected-access
+    monkeypatch.setattr(plots.os, "replace", fail)
+    with pytest.raises(OSError, match="Read-only"):
+        plots._save(figure, str(tmp_path), "curves.png")  # pylint: disable=protected-access
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("weight_search", ["slb", "ste"])
 def test_search_state_reads_each_layers_chosen_candidates(weight_search):
     from mindspore_slb import QuantDtype, SlbQuantAwareTraining  # pylint: disable=import-outside-toplevel
