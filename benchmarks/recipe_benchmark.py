@@ -31,7 +31,7 @@ from side_by_side import anchor_python, serve_golden_stick  # beside this script
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-from slb_recipe.dataset import CIFAR_RECORD_BYTES, CIFAR_RECORDS_PER_FILE  # noqa: E402  the loader's layout
+from slb_recipe.dataset import CIFAR_RECORD_BYTES, CIFAR_RECORDS_PER_FILE, CIFAR_TRAIN_FILES  # noqa: E402  the loader's layout
 PATH_ENVIRONMENT = {"default": None, "fused": "1", "plain": "0", "golden_stick": None}
 
 
@@ -61,12 +61,15 @@ def parse_args(argv=None):
 
 
 def write_cifar10_files(folder):
-    """One training and one test file of random records: the timing does not depend on content."""
+    """One training and one test file of random records, the other four training files links to
+    the first (the loader wants all five): the timing does not depend on content."""
     rng = np.random.default_rng(0)
-    for name in ("data_batch_1.bin", "test_batch.bin"):
+    for name in (CIFAR_TRAIN_FILES[0], "test_batch.bin"):
         records = rng.integers(0, 256, size=(CIFAR_RECORDS_PER_FILE, CIFAR_RECORD_BYTES), dtype="uint8")
         records[:, 0] %= 10  # the label byte
         records.tofile(os.path.join(folder, name))
+    for name in CIFAR_TRAIN_FILES[1:]:
+        os.symlink(CIFAR_TRAIN_FILES[0], os.path.join(folder, name))
 
 
 def measure(args, data, output, width, quant_type):

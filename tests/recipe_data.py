@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 # MindSpore's Cifar10Dataset reads files of exactly this many records: smaller ones fail when iterated.
-from slb_recipe.dataset import CIFAR_RECORDS_PER_FILE, idx_bytes
+from slb_recipe.dataset import CIFAR_RECORDS_PER_FILE, CIFAR_TRAIN_FILES, idx_bytes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS_DIR = os.path.join(REPO_ROOT, "scripts")
@@ -26,13 +26,13 @@ def write_cifar10_binary(folder, seed=0):
     (the loader wants all five; their content matters little to the tests)."""
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
-    for name in ("data_batch_1.bin", "test_batch.bin"):
+    for name in (CIFAR_TRAIN_FILES[0], "test_batch.bin"):
         labels = rng.integers(0, 10, size=CIFAR_RECORDS_PER_FILE).astype(np.uint8)
         # Records are a label byte then the image in CHW order.
         pixels = class_images(labels, CIFAR_SIDE, rng).transpose(0, 3, 1, 2).reshape(len(labels), -1)
         np.concatenate([labels[:, None], pixels], axis=1).tofile(os.path.join(folder, name))
-    for index in range(2, 6):
-        os.symlink("data_batch_1.bin", os.path.join(folder, f"data_batch_{index}.bin"))
+    for name in CIFAR_TRAIN_FILES[1:]:
+        os.symlink(CIFAR_TRAIN_FILES[0], os.path.join(folder, name))
     return folder
 
 
