@@ -51,7 +51,7 @@ class Option:
 OPTIONS = {
     # data
     "dataset": Option(str, "cifar10", "which data set data_path holds", DATASETS),
-    "data_path": Option(str, "", "cifar10: folder with data_batch_*.bin and test_batch.bin; "
+    "data_path": Option(str, "", "cifar10: folder with data_batch_1..5.bin and test_batch.bin; "
                                  "imagenet: folder with train/ and val/; fashion_mnist: folder with the four "
                                  "idx files (train-images-idx3-ubyte.gz, ...); digits: unused"),
     "class_num": Option(int, 10, "number of classes", minimum=2),
