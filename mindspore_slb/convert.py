@@ -21,24 +21,15 @@ class QuantInputCell(nn.Cell):
         return self.layer(self.input_quantizer(x))
 
 
-# MindSpore's mixed precision (to_float, AMP O2 / O3) is a flag on each Cell that casts the Cell's
-# inputs; a Cell made here has none, and a float16 input would meet its float32 weight.
-_PRECISION_FLAGS = ("fp16", "bf16", "fp32")
-
-
 def deployable_layer(layer):
     """The plain Cell (behind its input quantizer, if any) that computes what the quantized
-    ``layer`` computes in evaluation, at its precision: its weight is the chosen candidates times
-    the scale."""
+    ``layer`` computes in evaluation: its weight is the chosen candidates times the scale."""
     layer.set_train(False)
-    deployable = handler_of_quantized(layer).deploy(layer, Tensor(layer.hard_weight()))
-    if layer.input_quantizer is not None:
-        # The quantized layer is discarded, so its frozen input quantizer moves over as it is.
-        deployable = QuantInputCell(layer.input_quantizer, deployable)
-    precision = {name: value for name, value in layer.get_flags().items() if name in _PRECISION_FLAGS}
-    if precision:
-        deployable.add_flags_recursive(**precision)
-    return deployable
+    plain = handler_of_quantized(layer).deploy(layer, Tensor(layer.hard_weight()))
+    if layer.input_quantizer is None:
+        return plain
+    # The quantized layer is discarded, so its frozen input quantizer moves over as it is.
+    return QuantInputCell(layer.input_quantizer, plain)
 
 
 def convert_network(network):

@@ -10,6 +10,20 @@ import time
 from mindspore import nn
 
 
+# MindSpore's mixed precision (to_float, AMP O2 / O3) is a flag on each Cell that casts the Cell's
+# inputs. A replacement is a new Cell without it: under float16 its float32 weight would meet a
+# float16 input, and GRAPH mode and export fail.
+_PRECISION_FLAGS = ("fp16", "bf16", "fp32")
+
+
+def _carry_precision(cell, replacement):
+    """Give ``replacement`` and its children the precision ``cell`` ran at."""
+    precision = {name: value for name, value in cell.get_flags().items() if name in _PRECISION_FLAGS}
+    if precision:
+        replacement.add_flags_recursive(**precision)
+    return replacement
+
+
 def _set_child(parent, name, child):
     parent.insert_child_to_cell(name, child)
     if isinstance(parent, nn.SequentialCell):
@@ -24,7 +38,8 @@ def replace_cells(network, make_replacement):
     it; it is called once per Cell object, with the first path it is reachable under (``""`` for
     ``network`` itself), in ``cells_and_names`` order. A replaced cell's children are not visited.
     The replacement's parameters are named ``<that path>.<local name>``, as the replaced cell's
-    were; no other parameter is renamed.
+    were; no other parameter is renamed. The replacement runs at the replaced cell's precision
+    (its ``to_float`` / AMP flags).
 
     Returns:
         tuple(Cell, dict): the network (the replacement when ``network`` itself was replaced) and
@@ -32,7 +47,7 @@ def replace_cells(network, make_replacement):
     """
     root_replacement = make_replacement(network, "")
     if root_replacement is not None:
-        return root_replacement, {"": root_replacement}
+        return _carry_precision(network, root_replacement), {"": root_replacement}
     decided = {id(network): None}  # id(cell) -> its replacement, or None to keep it
     replaced = {}
 
@@ -43,7 +58,8 @@ def replace_cells(network, make_replacement):
             path = f"{prefix}.{name}" if prefix else name
             first_visit = id(child) not in decided
             if first_visit:
-                decided[id(child)] = make_replacement(child, path)
+                replacement = make_replacement(child, path)
+                decided[id(child)] = None if replacement is None else _carry_precision(child, replacement)
             replacement = decided[id(child)]
             if replacement is None:
                 if first_visit:

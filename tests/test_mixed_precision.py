@@ -57,6 +57,19 @@ def test_fused_and_plain_paths_agree_in_float16(mode, bits, monkeypatch):
     np.testing.assert_allclose(fused, plain, rtol=2e-2, atol=2e-2)
 
 
+def test_network_made_float16_before_apply_trains(mode):
+    """apply's quantized layers run at the precision of the layers they replace, as convert's do."""
+    algo = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT2})
+    net = algo.apply(ConvBnNet().to_float(ms.float16))
+    assert all(cell.get_flags().get("fp16") for cell in (net.stem, net.stem.weight_quantizer()))
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), nn.Momentum(net.trainable_params(), 0.05, 0.9))
+    step.set_train(True)
+    images = Tensor(np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype(np.float32))
+    labels = Tensor(np.array([0, 1, 2, 3], np.int32))
+    assert np.all(np.isfinite([float(step(images, labels).asnumpy()) for _ in range(2)]))
+
+
 @pytest.mark.parametrize("act_quant", [False, True], ids=["weights", "weights+act"])
 @pytest.mark.parametrize("level", LEVELS)
 def test_converted_network_keeps_the_precision_and_exports(mode, level, act_quant, tmp_path):
