@@ -50,7 +50,8 @@ def parse_args(argv=None):
     parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     parser.add_argument("--baseline_tree", help="another checkout whose mindspore_slb is measured alongside")
-    parser.add_argument("--json", default="benchmark.json", help="where to save the results (default: %(default)s in the current folder)")
+    parser.add_argument("--json", default="benchmark.json",
+                        help="where to save the results (default: %(default)s in the current folder)")
     parser.add_argument("--worker", nargs=3, metavar=("MODE", "BITS", "TREE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps < 5:

@@ -31,7 +31,8 @@ from side_by_side import anchor_python, serve_golden_stick  # beside this script
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-from slb_recipe.dataset import CIFAR_RECORD_BYTES, CIFAR_RECORDS_PER_FILE, CIFAR_TRAIN_FILES  # noqa: E402  the loader's layout
+# The loader's layout.
+from slb_recipe.dataset import CIFAR_RECORD_BYTES, CIFAR_RECORDS_PER_FILE, CIFAR_TRAIN_FILES  # noqa: E402
 PATH_ENVIRONMENT = {"default": None, "fused": "1", "plain": "0", "golden_stick": None}
 
 
@@ -48,7 +49,8 @@ def parse_args(argv=None):
     parser.add_argument("--num_parallel_workers", type=int, default=2)
     parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
     parser.add_argument("--anchor", help="for the golden_stick path: the folder golden_stick_env.sh built")
-    parser.add_argument("--json", default="recipe_benchmark.json", help="where to save the results (default: %(default)s in the current folder)")
+    parser.add_argument("--json", default="recipe_benchmark.json",
+                        help="where to save the results (default: %(default)s in the current folder)")
     parser.add_argument("--worker", nargs=5, metavar=("DATA", "OUTPUT", "WIDTH", "QUANT_TYPE", "PATH"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -63,7 +63,8 @@ def anchor_python(anchor):
 def check_anchor(parser, anchor):
     """Stop with a usage error unless `anchor` holds the environment golden_stick_env.sh builds."""
     if not os.access(anchor_python(anchor), os.X_OK):
-        parser.error(f"--anchor '{anchor}' has no venv/bin/python: build it with bash benchmarks/golden_stick_env.sh DIR")
+        parser.error(f"--anchor '{anchor}' has no venv/bin/python: "
+                     "build it with bash benchmarks/golden_stick_env.sh DIR")
 
 
 def write_atomically(path, text):

@@ -186,18 +186,20 @@ def main(argv=None):
         with open(os.path.join(args.output, f"{implementation}_log.txt"), "w", encoding="utf-8") as log:
             if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode != 0:
                 raise SystemExit(f"{implementation} failed: see {args.output}/{implementation}_log.txt")
-    loaded = [np.load(os.path.join(args.output, f"{implementation}_gradients.npz")) for implementation in IMPLEMENTATIONS]
+    loaded = [np.load(os.path.join(args.output, f"{implementation}_gradients.npz"))
+              for implementation in IMPLEMENTATIONS]
     rows = compare(dict(loaded[0]), dict(loaded[1]), args.temperatures)
     for row in rows:
         first = row["first_of_opposite_sign"]
-        flips = "" if first is None else (f", first in {first['batchnorm']}: {first['golden_stick']:.2e} (Golden Stick) "
-                                          f"{first['mindspore_slb']:.2e} (mindspore_slb)")
+        flips = "" if first is None else (f", first in {first['batchnorm']}: {first['golden_stick']:.2e} "
+                                          f"(Golden Stick) {first['mindspore_slb']:.2e} (mindspore_slb)")
         print(f"temperature {row['temperature']:g}: loss {row['loss_golden_stick']:.7f} (Golden Stick) "
               f"{row['loss_mindspore_slb']:.7f} (mindspore_slb); largest relative gradient difference "
               f"{row['largest_relative_gradient_difference']:.2e} in {row['in_parameter']}; "
               f"BatchNorm outputs of opposite sign: {row['batchnorm_outputs_of_opposite_sign']}{flips}")
     write_atomically(os.path.join(args.output, "step_equivalence.json"),
-                     json.dumps({"rows": rows, "checkpoint": args.checkpoint, "recipe_args": args.recipe_args}, indent=2))
+                     json.dumps({"rows": rows, "checkpoint": args.checkpoint, "recipe_args": args.recipe_args},
+                                indent=2))
     return rows
 
 

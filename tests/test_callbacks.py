@@ -173,7 +173,8 @@ def test_a_step_compiled_before_sees_each_new_temperature_and_the_hard_switch(mo
     step = compiled_loss(network, images, labels)
     loss_function = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     seen, expected = [], []
-    for change in (lambda q: q.set_temperature(1.0), lambda q: q.set_temperature(8.0), lambda q: q.set_temperature_end_flag()):
+    for change in (lambda q: q.set_temperature(1.0), lambda q: q.set_temperature(8.0),
+                   lambda q: q.set_temperature_end_flag()):
         for quantizer in quantizers:
             change(quantizer)
         seen.append(step())
