@@ -68,19 +68,17 @@ def test_resume_continues_the_schedule(mode):
     assert seen == [(4.0, False), (8.0, True), (8.0, True)]
 
 
-def test_seed_document_forms(mode):
-    def seed_callbacks(algo, model, data):
-        return [algo.callback(), TemperatureScheduler(model, 5, 0, 1.0, 0.2, 0.8, 2.0)]
-    seen = train_and_record(mode, seed_callbacks)
-    assert seen == [(1.0, False), (2.0, False), (4.0, False), (8.0, True), (8.0, True)]
+def seed_document_callbacks(algo, model, _data):
+    """Golden Stick's older documented form: algo.callback() beside a hand-made TemperatureScheduler."""
+    return [algo.callback(), TemperatureScheduler(model, 5, 0, 1.0, 0.2, 0.8, 2.0)]
 
 
-def test_seed_document_older_form_as_written(mode, caplog):
-    """Its config sets no schedule: the hand-made TemperatureScheduler alone runs it."""
-    def seed_callbacks(algo, model, data):
-        return [algo.callback(), TemperatureScheduler(model, 5, 0, 1.0, 0.2, 0.8, 2.0)]
+@pytest.mark.parametrize("schedule_in_config", [False, True], ids=["as_written", "schedule_also_in_config"])
+def test_seed_document_older_form(mode, caplog, schedule_in_config):
+    """As written, its config sets no schedule and the hand-made scheduler alone runs it; with the
+    same schedule in the config too, algo.callback() runs it as well and the two agree."""
     with caplog.at_level(logging.WARNING, logger="mindspore_slb"):
-        seen = train_and_record(mode, seed_callbacks, schedule_in_config=False)
+        seen = train_and_record(mode, seed_document_callbacks, schedule_in_config=schedule_in_config)
     assert seen == [(1.0, False), (2.0, False), (4.0, False), (8.0, True), (8.0, True)]
     assert "still soft" not in caplog.text
 
