@@ -9,7 +9,7 @@ import numpy as np
 
 from mindspore import Parameter, Tensor, nn, ops
 
-from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer, logits_from_weight, scaled_logits_from_weight
+from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer, logits_from_weight
 from mindspore_slb.ste import SteWeightQuantizer, latent_from_weight
 
 SLB = "slb"
@@ -50,12 +50,7 @@ class SlbQuantLayer(nn.Cell):
             latent, scale = latent_from_weight(weight, num_bits, weight_scale)
         else:
             self.fake_quant_weight = SlbFakeQuantizerPerLayer(num_bits)
-            # With a scale, each output channel is fitted on its own; without, the layer's largest
-            # weight maps onto the largest candidate, as before the scale existed.
-            if weight_scale:
-                logits, scale = scaled_logits_from_weight(weight, num_bits)
-            else:
-                logits, scale = logits_from_weight(weight, num_bits), None
+            logits, scale = logits_from_weight(weight, num_bits, weight_scale)
         self.weight_scale = None if scale is None else Parameter(Tensor(scale), name="weight_scale")
         if weight_search == STE:
             self.weight_latent = Parameter(Tensor(latent), name="weight_latent")
@@ -66,6 +61,16 @@ class SlbQuantLayer(nn.Cell):
 
     def weight_quantizer(self):
         return self.fake_quant_weight
+
+    def start_at_temperature(self, temperature):
+        """Set the quantizer to the schedule's first ``temperature`` and divide the start logits by it,
+        so that the soft weight is still the float one (they are built for temperature 1). The
+        straight-through baseline has no temperature and is left as it is."""
+        if self.weight_logits is None:
+            return
+        self.fake_quant_weight.set_temperature(temperature)
+        if temperature != 1.0:
+            self.weight_logits.set_data(self.weight_logits.value() / temperature)
 
     def searched_weight(self):
         """The trained Parameter the weight quantizer chooses the candidates from: the logits or

@@ -11,6 +11,7 @@ K arrays side by side. For logits ``a``, temperature ``T`` and candidates ``v``:
 ``candidate_probabilities`` gives ``softmax(T * a)`` itself in NumPy, for looking at the search
 (how decided each weight is) outside the network.
 """
+import functools
 import numbers
 
 import numpy as np
@@ -64,27 +65,66 @@ def decidedness(logits, temperature):
     return float(candidate_probabilities(logits, temperature).max(axis=0).mean())
 
 
-# With two candidates, _logits_near's distance rule gives a weight at x the logit gap x / 2: 3 and 7
-# times the gaps between neighbouring candidates at 2 and 4 bits. Scaled down, the 1-bit search
-# starts less decided and flips more weights before the temperature schedule ends; too far down, it
-# forgets its start. Chosen on a Fashion-MNIST validation split (the last 10,000 training images,
-# never the test set; ResNet18 width 16, 8 epochs), W1 top-1 mean of seeds 1-3 at scale
-# 0.1 / 0.2 / 0.3 / 0.4: 0.8532 / 0.8571 / 0.8610 / 0.8593 (unscaled, on the test set: 0.845).
-ONE_BIT_LOGIT_SCALE = 0.3
+# How far the start spreads each weight's probability, in candidate spacings (K > 2; with two
+# candidates the soft weight alone fixes it): at half a spacing a weight between two candidates
+# shares its probability mostly between those two, as a 1-bit weight does, and the soft weight
+# still meets the float weight exactly away from the range's ends (Gaussian weights, fitted
+# scale: relative error 1e-3 at 2 bits, 1e-5 at 4 bits inside +-START_LIMIT).
+START_SPREAD = 0.5
+# Largest start soft weight, as a fraction of the outermost candidate. A weight the scale puts at
+# or beyond the outermost candidate starts there less than fully decided (for 1 bit: candidate
+# probability 0.95), so the search can still move it; at 0.99 its gradient would be ten times smaller.
+START_LIMIT = 0.9
 
 
-def _logits_near(scaled, num_bits):
-    """Each candidate's logit falls with its squared distance to the scaled weight, measured in
-    units of the candidates' range width, the same for every bit width (for 1 bit then scaled by
-    ONE_BIT_LOGIT_SCALE, which keeps every weight's preferred candidate). Measured in candidate
-    spacings instead, the softmax of 2 and 4 bits started saturated and their logits barely moved
-    (digits, ResNet18 width 32: top-1 W4 0.947 -> 0.975, W2 0.958 -> 0.986, W1 unchanged)."""
-    values = candidate_values(num_bits).reshape((-1,) + (1,) * scaled.ndim)
-    distance = (scaled[None] - values) / 2.0
-    logits = -0.5 * distance ** 2
-    if num_bits == 1:
-        logits *= ONE_BIT_LOGIT_SCALE
-    return logits.astype(np.float32)
+@functools.lru_cache(maxsize=None)
+def _start_centres(num_bits):
+    """For soft weights t on a fine grid over [-START_LIMIT, START_LIMIT], the centre c whose
+    candidate distribution ``softmax(-(v - c)**2 / (2 sigma**2))`` has mean t (by bisection: the
+    mean rises with c). Returns (t grid, c, sigma)."""
+    values = candidate_values(num_bits).astype(np.float64)[:, None]
+    sigma = START_SPREAD * (values[1, 0] - values[0, 0])
+    targets = np.linspace(-START_LIMIT, START_LIMIT, 4097)
+    low, high = np.full_like(targets, -50.0), np.full_like(targets, 50.0)
+    for _ in range(80):
+        centre = (low + high) / 2
+        logits = -(values - centre) ** 2 / (2 * sigma * sigma)
+        probabilities = np.exp(logits - logits.max(axis=0))
+        mean = (probabilities * values).sum(axis=0) / probabilities.sum(axis=0)
+        above = mean > targets
+        high, low = np.where(above, centre, high), np.where(above, low, centre)
+    return targets, (low + high) / 2, sigma
+
+
+def nearest_codes(normalized, num_bits):
+    """Index of the candidate nearest to each normalized weight (ties to the lower candidate, as
+    the hard weight's first-maximum rule breaks them)."""
+    last = 2 ** num_bits - 1
+    return np.clip(np.ceil((normalized + 1.0) * last / 2.0 - 0.5), 0, last).astype(np.int64)
+
+
+def start_logits(normalized, num_bits):
+    """Logits ``[K, *normalized.shape]`` whose soft weight at temperature 1 is each normalized weight
+    (clipped to +-START_LIMIT) and whose hard weight is the candidate nearest to it.
+
+    Each weight gets a discrete Gaussian over the candidates, ``logit_k = -(v_k - c)**2 / (2 sigma**2)``
+    with sigma = START_SPREAD spacings, centred where its mean is the weight; near the range's
+    ends, where that centre would fall nearer another candidate, it stays in the nearest
+    candidate's cell, keeping the hard choice.
+    """
+    values = candidate_values(num_bits)
+    spacing = float(values[1] - values[0])
+    targets, centres, sigma = _start_centres(num_bits)
+    centre = np.interp(np.clip(normalized, -START_LIMIT, START_LIMIT), targets, centres)
+    codes = nearest_codes(normalized, num_bits)
+    # A hair inside the cell, so that the argmax is strict.
+    margin = 1e-3 * spacing
+    low = np.where(codes > 0, values[codes] - spacing / 2 + margin, -np.inf)
+    high = np.where(codes < len(values) - 1, values[codes] + spacing / 2 - margin, np.inf)
+    centre = np.clip(centre, low, high)
+    logits = np.stack([-(value - centre) ** 2 / (2 * sigma * sigma) for value in values])
+    # Softmax ignores a common shift; centred, the logits are as small as they can be.
+    return (logits - logits.mean(axis=0)).astype(np.float32)
 
 
 def fitted_channel_scale(weight, num_bits, iterations=5):
@@ -100,9 +140,7 @@ def fitted_channel_scale(weight, num_bits, iterations=5):
     scale = np.abs(flat).max(axis=1)
     for _ in range(iterations):
         safe = np.where(scale > 0, scale, 1.0)[:, None]
-        # Nearest of the evenly spaced candidates, without a [*, K] distance array.
-        nearest = np.clip(np.rint((flat / safe + 1.0) * (len(values) - 1) / 2.0), 0, len(values) - 1)
-        chosen = values[nearest.astype(np.int64)]
+        chosen = values[nearest_codes(flat / safe, num_bits)]
         # An all-zero channel gets scale 0: its hard weight stays zero, as the float one is.
         scale = np.maximum((flat * chosen).sum(axis=1) / (chosen * chosen).sum(axis=1), 0.0)
     return scale.astype(np.float32)
@@ -112,7 +150,8 @@ def normalized_weight(weight, num_bits, with_scale):
     """``weight`` on the candidates' scale, where the unscaled candidates span [-1, 1], and the scale.
 
     With ``with_scale``, each output channel divided by its ``fitted_channel_scale``; without, the
-    whole layer divided by its largest magnitude (scale None). SLB's logits and the straight-through
+    whole layer divided by the one scale fitted to all its weights (returned as None: a BatchNorm
+    after the layer absorbs it, as in Golden Stick). SLB's logits and the straight-through
     baseline's latent weights both start from it, so both methods start from the same hard weight.
 
     Returns:
@@ -120,28 +159,23 @@ def normalized_weight(weight, num_bits, with_scale):
     """
     weight = np.asarray(weight, dtype=np.float32)
     if not with_scale:
-        largest = np.abs(weight).max()
-        return (weight / largest if largest > 0 else weight), None
+        layer_scale = fitted_channel_scale(weight.reshape(1, -1), num_bits)[0]
+        return (weight / layer_scale if layer_scale > 0 else weight), None
     scale = fitted_channel_scale(weight, num_bits)
     safe = np.where(scale > 0, scale, 1.0).reshape((-1,) + (1,) * (weight.ndim - 1))
     return weight / safe, scale
 
 
-def logits_from_weight(weight, num_bits):
-    """Logits that prefer, for each float weight, the candidates nearest to it once the weight is
-    divided by its layer's largest magnitude (the unscaled candidates' range is [-1, 1])."""
-    return _logits_near(normalized_weight(weight, num_bits, False)[0], num_bits)
-
-
-def scaled_logits_from_weight(weight, num_bits):
-    """Logits and per-output-channel scale (axis 0) such that ``scale * candidates`` fits ``weight``
-    (see ``fitted_channel_scale``).
+def logits_from_weight(weight, num_bits, with_scale):
+    """SLB's start for a float ``weight``: logits whose soft weight at temperature 1 is the normalized
+    weight (``normalized_weight``, within +-START_LIMIT) and whose hard weight is its nearest
+    candidate (``start_logits``), and the scale.
 
     Returns:
-        tuple(np.ndarray, np.ndarray): logits ``[K, *weight.shape]`` and scale ``[out_channels]``.
+        tuple(np.ndarray, np.ndarray or None): logits ``[K, *weight.shape]`` and ``[out_channels]`` scale.
     """
-    normalized, scale = normalized_weight(weight, num_bits, True)
-    return _logits_near(normalized, num_bits), scale
+    normalized, scale = normalized_weight(weight, num_bits, with_scale)
+    return start_logits(normalized, num_bits), scale
 
 
 def _plain_soft_weight(logits, temperature, values):
@@ -233,9 +267,12 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
         # (ms.jit, or value_and_grad in GRAPH mode) would go on reading the old temperature.
         ops.assign(self.temperature, Tensor([temperature], ms.float32))
 
-    def set_temperature_end_flag(self):
-        """From now on, training uses the hard (argmax) weight too."""
-        ops.assign(self.hard_flag, Tensor([1.0], ms.float32))
+    def set_temperature_end_flag(self, end=True):
+        """From now on, training uses the hard (argmax) weight too; with ``end`` False, the soft
+        weight again (a schedule set back to an earlier epoch)."""
+        if not isinstance(end, bool):
+            raise TypeError(f"'end' must be a bool, but got {end!r} of type {type(end).__name__}.")
+        ops.assign(self.hard_flag, Tensor([float(end)], ms.float32))
 
     @property
     def weight_is_fused(self):

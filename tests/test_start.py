@@ -1,0 +1,114 @@
+"""SLB's start: at the schedule's first temperature the soft weight is the float weight (times its
+scale) as far as the candidates reach, the hard weight is the nearest candidate, and a network with
+no BatchNorm to hide a mismatch trains from it."""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from mindspore_slb import QuantDtype, SlbQuantAwareTraining
+from mindspore_slb.quantizer import START_LIMIT, candidate_values, nearest_codes, normalized_weight
+
+DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
+# Relative error of the start's soft weight against the float weight (He-initialised 3x3 conv, 16 -> 32
+# channels, fitted channel scale; README "Start"): set by the weights the candidates cannot reach.
+SOFT_ERROR_BOUND = {1: 0.55, 2: 0.25, 4: 0.04}
+
+
+def quantized_conv(bits, scale, t_start_val=1.0, seed=0):
+    weight = np.random.default_rng(seed).normal(0, 0.1, (32, 16, 3, 3)).astype(np.float32)
+    conv = nn.Conv2d(16, 32, 3, weight_init=Tensor(weight))
+    algo = SlbQuantAwareTraining({"quant_dtype": DTYPES[bits], "enable_weight_scale": scale,
+                                  "t_start_val": t_start_val})
+    layer = algo.apply(nn.SequentialCell([conv]))[0]
+    layer.set_train(True)
+    return layer, weight
+
+
+@pytest.mark.parametrize("t_start_val", [1.0, 4.0])
+@pytest.mark.parametrize("scale", [True, False])
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_start_soft_weight_is_the_float_weight_and_hard_weight_its_nearest_candidate(mode, bits, scale,
+                                                                                     t_start_val):
+    layer, weight = quantized_conv(bits, scale, t_start_val)
+    assert float(layer.weight_quantizer().temperature.asnumpy()[0]) == t_start_val
+    normalized, channel_scale = normalized_weight(weight, bits, scale)
+    factor = (channel_scale.reshape(-1, 1, 1, 1) if scale else 1.0)
+    soft = layer.quantized_weight().asnumpy()
+    reachable = np.abs(normalized) <= START_LIMIT
+    # Within the candidates' reach the soft weight is the (normalized) float weight itself, but for
+    # the few weights near the range's ends whose hard choice holds the soft weight back a little ...
+    error = np.abs((soft / factor)[reachable] - normalized[reachable])
+    spacing = 2.0 / (2 ** bits - 1)
+    assert np.mean(error <= 2e-3) >= 0.98 and error.max() <= 0.03 * spacing
+    # ... beyond it, as near as the limit (or, to keep the outermost candidate, its cell) lets it go.
+    beyond = ~reachable
+    assert np.all((np.abs(soft / factor)[beyond] >= START_LIMIT - 1e-3) & (np.abs(soft / factor)[beyond] < 1.0))
+    assert np.all(np.sign(soft[beyond]) == np.sign(weight[beyond]))
+    if scale:
+        assert np.linalg.norm(soft - weight) / np.linalg.norm(weight) < SOFT_ERROR_BOUND[bits]
+    np.testing.assert_array_equal(layer.weight_codes(), nearest_codes(normalized, bits))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_start_logits_are_not_decided(bits):
+    """Every weight keeps a second candidate within reach, so the search can move it."""
+    layer, _ = quantized_conv(bits, True)
+    logits = layer.weight_logits.asnumpy()
+    probabilities = np.exp(logits - logits.max(axis=0))
+    probabilities /= probabilities.sum(axis=0)
+    if bits == 1:
+        assert probabilities.max() <= (1 + START_LIMIT) / 2 + 1e-4
+    assert np.sort(probabilities, axis=0)[-2].min() > 1e-3
+    assert np.all(np.isfinite(logits)) and np.allclose(logits.mean(axis=0), 0, atol=1e-6 * np.abs(logits).max())
+
+
+def test_nearest_codes_break_ties_to_the_lower_candidate():
+    values = candidate_values(2)
+    midpoints = (values[:-1] + values[1:]) / 2
+    np.testing.assert_array_equal(nearest_codes(midpoints, 2), [0, 1, 2])
+    np.testing.assert_array_equal(nearest_codes(np.array([-5.0, 5.0, 0.0]), 1), [0, 1, 0])
+
+
+class NoBatchNormNet(nn.Cell):
+    """Convs and ReLUs with nothing in between to rescale a shrunken signal (SqueezeNet-like)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.SequentialCell([
+            nn.Conv2d(3, 16, 3, has_bias=True, weight_init="HeNormal"), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, has_bias=True, weight_init="HeNormal"), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, has_bias=True, weight_init="HeNormal"), nn.ReLU(),
+            nn.Conv2d(16, 4, 1, has_bias=True, weight_init="HeNormal"), nn.ReLU()])
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+
+    def construct(self, x):
+        return self.flatten(self.pool(self.features(x)))
+
+
+@pytest.mark.parametrize("bits", [1, 4])
+def test_network_without_batchnorm_trains_from_the_start(mode, bits):
+    from tiny_nets import batches  # pylint: disable=import-outside-toplevel
+    ms.set_seed(0)
+    network = NoBatchNormNet()
+    _, images, labels = batches(num_samples=16, image_size=12, batch_size=16)
+    float_output = np.abs(network(images).asnumpy()).mean()
+    algo = SlbQuantAwareTraining({"quant_dtype": DTYPES[bits], "epoch_size": 4, "has_trained_epoch": 0})
+    algo.apply(network)
+    network.set_train(True)
+    quantized_output = np.abs(network(images).asnumpy()).mean()
+    assert float_output / 10 < quantized_output < float_output * 10
+
+    loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    optimizer = nn.Momentum(network.trainable_params(), 0.05, 0.9)
+    step = nn.TrainOneStepCell(nn.WithLossCell(network, loss_fn), optimizer)
+    step.set_train(True)
+    logits_before = {p.name: p.asnumpy().copy() for p in network.trainable_params() if "weight_logits" in p.name}
+    assert len(logits_before) == 4
+    targets = Tensor(labels)
+    losses = [float(step(images, targets).asnumpy()) for _ in range(8)]
+    moved = [name for name, value in logits_before.items()
+             if not np.array_equal(value, network.parameters_dict()[name].asnumpy())]
+    assert sorted(moved) == sorted(logits_before)
+    assert losses[-1] < losses[0]
