@@ -27,7 +27,7 @@ class SlbQuantAwareTraining:
         config (dict, optional): any of ``quant_dtype`` (a weight QuantDtype, or [act, weight]),
             ``enable_act_quant``, ``enable_bn_calibration``, ``epoch_size``, ``has_trained_epoch``,
             ``t_start_val``, ``t_start_time``, ``t_end_time``, ``t_factor``, and beyond Golden
-            Stick ``enable_dense_quant``, ``enable_weight_scale``, ``exclude_layers``,
+            Stick ``t_end_val``, ``enable_dense_quant``, ``enable_weight_scale``, ``exclude_layers``,
             ``layer_bits``, ``weight_search``. Each is validated like its setter; an unknown key is
             an error.
 
@@ -101,7 +101,14 @@ class SlbQuantAwareTraining:
         self._config.set("t_end_time", t_end_time)
 
     def set_t_factor(self, t_factor):
+        """The temperature's factor per epoch while it rises (float > 0; default 1.2, Golden Stick's)."""
         self._config.set("t_factor", t_factor)
+
+    def set_t_end_val(self, t_end_val):
+        """The temperature reached when training turns hard (float >= t_start_val), instead of a
+        ``t_factor``: the factor is then the one that gets there in the schedule's rising epochs,
+        so the search ends as decided whatever the run's length. Give this or ``t_factor``."""
+        self._config.set("t_end_val", t_end_val)
 
     def set_enable_dense_quant(self, enable_dense_quant):
         """Also quantize ``nn.Dense`` layers (off by default, as in Golden Stick)."""
@@ -164,6 +171,7 @@ class SlbQuantAwareTraining:
                 act_quantizer = SlbActQuantizer() if config.enable_act_quant else None
                 replacement = handler.quantized_type(cell, bits, act_quantizer, config.enable_weight_scale,
                                                      **search_argument(handler, config.weight_search))
+                replacement.start_at_temperature(config.t_start_val)
             rows.append(summary_row(path, cell, cell if replacement is None else replacement, bits))
             return replacement
 
@@ -240,7 +248,7 @@ class SlbQuantAwareTraining:
         config.check_schedule()
         callbacks = [TemperatureScheduler(model, config.epoch_size, config.has_trained_epoch,
                                           config.t_start_val, config.t_start_time, config.t_end_time,
-                                          config.t_factor)]
+                                          None if config.t_end_val else config.t_factor, config.t_end_val)]
         if config.enable_bn_calibration:
             callbacks.append(BNCalibration(network, dataset, config))
         return callbacks

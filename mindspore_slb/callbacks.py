@@ -1,4 +1,6 @@
 """Training callbacks: the temperature schedule and BatchNorm re-calibration."""
+import contextlib
+import itertools
 import logging
 
 import numpy as np
@@ -30,8 +32,7 @@ def set_epoch_temperature(network, epoch, config):
     temperature, hard = temperature_at_epoch(epoch, config)
     for quantizer in _quantizers(network):
         quantizer.set_temperature(temperature)
-        if hard:
-            quantizer.set_temperature_end_flag()
+        quantizer.set_temperature_end_flag(hard)
     return temperature, hard
 
 
@@ -47,17 +48,20 @@ class TemperatureScheduler(Callback):
         model (mindspore.train.Model, optional): kept for the signature Golden Stick's SLB documentation shows; the
             network comes from the training run itself.
         epoch_size, has_trained_epoch, t_start_val, t_start_time, t_end_time, t_factor: the schedule.
+        t_end_val (float, optional): the temperature to reach when training turns hard, instead of
+            ``t_factor`` (give one of the two; with neither, ``t_factor`` is 1.2).
     """
 
     def __init__(self, model=None, epoch_size=100, has_trained_epoch=0, t_start_val=1.0,
-                 t_start_time=0.2, t_end_time=0.6, t_factor=1.2):
+                 t_start_time=0.2, t_end_time=0.6, t_factor=None, t_end_val=None):
         super().__init__()
         self.model = model
         self.config = SlbConfig()
         for name, value in (("epoch_size", epoch_size), ("has_trained_epoch", has_trained_epoch),
                             ("t_start_val", t_start_val), ("t_start_time", t_start_time),
-                            ("t_end_time", t_end_time), ("t_factor", t_factor)):
-            self.config.set(name, value)
+                            ("t_end_time", t_end_time), ("t_factor", t_factor), ("t_end_val", t_end_val)):
+            if value is not None or name not in ("t_factor", "t_end_val"):
+                self.config.set(name, value)
         self.config.check_schedule()
 
     def on_train_epoch_begin(self, run_context):
@@ -116,63 +120,116 @@ def calibrate_batchnorm(network, dataset, num_batches=None):
     """Sets the moving mean and variance of every BatchNorm downstream of a quantized layer to the
     average of its batch statistics over ``dataset`` under the hard weights.
 
-    Runs in PyNative mode, whatever the context, because it watches layer inputs through hooks.
+    The forward passes run in the context's mode (compiled in GRAPH mode), each BatchNorm storing
+    its batch's statistics; only finding which BatchNorms follow a quantized layer runs one batch
+    in PyNative mode, whose hooks see the order in which layers run.
 
     Returns:
         list[str]: the names of the re-estimated BatchNorm layers, in execution order.
     """
-    averages = {}
+    batches = dataset.create_tuple_iterator(num_epochs=1)
+    first = next(batches, None)
+    if first is None or num_batches == 0:
+        return []
+    batchnorms = [cell for _, cell in network.cells_and_names() if isinstance(cell, nn.BatchNorm2d)]
+    # Training-mode forwards move every BatchNorm's statistics; only the calibrated ones may change.
+    saved_statistics = [(cell, cell.moving_mean.asnumpy().copy(), cell.moving_variance.asnumpy().copy())
+                        for cell in batchnorms]
+    was_training = network.training
+    try:
+        calibrated = _batchnorms_after_quantized_layers(network, first[0])
+        averages = [_BatchStatisticsAverage(cell) for _, cell in calibrated]
+        with _storing_batch_statistics(cell for _, cell in calibrated):
+            forward = _HardForward(network)
+            for index, batch in enumerate(itertools.chain([first], batches)):
+                if num_batches is not None and index >= num_batches:
+                    break
+                forward(batch[0])
+                for average in averages:
+                    average.add_stored()
+    finally:
+        network.set_train(was_training)
+        for cell, mean, variance in saved_statistics:
+            ops.assign(cell.moving_mean, Tensor(mean))
+            ops.assign(cell.moving_variance, Tensor(variance))
+    for average in averages:
+        average.store()
+    logger.info("re-estimated %d BatchNorm layers with the hard weights", len(averages))
+    return [name for name, _ in calibrated]
+
+
+def _set_calibration_modes(network):
+    """Training mode, so that BatchNorms normalise with their batch statistics, except for the
+    quantizers: hard weights, and activation ranges as observed in training, not moved."""
+    network.set_train(True)
+    for _, cell in network.cells_and_names():
+        if isinstance(cell, (SlbFakeQuantizerPerLayer, SteWeightQuantizer, SlbActQuantizer)):
+            cell.set_train(False)
+
+
+def _batchnorms_after_quantized_layers(network, inputs):
+    """(name, cell) of the BatchNorm2d layers that run after a quantized layer, in execution order,
+    seen through hooks in one PyNative forward pass of ``inputs``."""
+    found = []
     state = {"after_quantized_layer": False}
 
-    def watch_quantized(cell, inputs):
+    def watch_quantized(cell, hook_inputs):
         state["after_quantized_layer"] = True
 
     def watch_batchnorm(name):
-        def hook(cell, inputs):
-            if state["after_quantized_layer"]:
-                averages.setdefault(name, _BatchStatisticsAverage(cell)).add(inputs[0].asnumpy())
+        def hook(cell, hook_inputs):
+            if state["after_quantized_layer"] and all(cell is not seen for _, seen in found):
+                found.append((name, cell))
         return hook
 
-    batchnorms = [cell for _, cell in network.cells_and_names() if isinstance(cell, nn.BatchNorm2d)]
-    # Training-mode forwards move every BatchNorm's statistics; only the calibrated ones may change.
-    saved_statistics = [(cell, cell.moving_mean.asnumpy().copy(),
-                         cell.moving_variance.asnumpy().copy()) for cell in batchnorms]
     handles = []
     for name, cell in network.cells_and_names():
         if is_quantized(cell):
             handles.append(cell.register_forward_pre_hook(watch_quantized))
         elif isinstance(cell, nn.BatchNorm2d):
             handles.append(cell.register_forward_pre_hook(watch_batchnorm(name)))
-    was_training = network.training
     previous_mode = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE)
     try:
-        network.set_train(True)
-        # Hard weights, and activation ranges as observed in training, not moved by calibration.
-        for _, cell in network.cells_and_names():
-            if isinstance(cell, (SlbFakeQuantizerPerLayer, SteWeightQuantizer, SlbActQuantizer)):
-                cell.set_train(False)
-        for index, batch in enumerate(dataset.create_tuple_iterator(num_epochs=1)):
-            if num_batches is not None and index >= num_batches:
-                break
-            state["after_quantized_layer"] = False
-            network(batch[0])
+        _set_calibration_modes(network)
+        network(inputs)
     finally:
         ms.set_context(mode=previous_mode)
         for handle in handles:
             handle.remove()
-        network.set_train(was_training)
-        for cell, mean, variance in saved_statistics:
-            ops.assign(cell.moving_mean, Tensor(mean))
-            ops.assign(cell.moving_variance, Tensor(variance))
-    for average in averages.values():
-        average.store()
-    logger.info("re-estimated %d BatchNorm layers with the hard weights", len(averages))
-    return list(averages)
+    return found
+
+
+@contextlib.contextmanager
+def _storing_batch_statistics(batchnorms):
+    """Within it, each of ``batchnorms`` replaces its moving mean and variance by its last batch's
+    mean and unbiased variance in training mode: a moving-average momentum of 1."""
+    replaced = []
+    try:
+        for cell in batchnorms:
+            replaced.append((cell, cell.bn_train))
+            cell.bn_train = ops.BatchNorm(is_training=True, epsilon=cell.eps, momentum=1.0, data_format=cell.format)
+        yield
+    finally:
+        for cell, operator in replaced:
+            cell.bn_train = operator
+
+
+class _HardForward(nn.Cell):
+    """The network's forward pass as a Cell of its own, compiled apart from the training step with
+    calibration's modes (see ``_set_calibration_modes``); its parameters keep their names."""
+
+    def __init__(self, network):
+        super().__init__(auto_prefix=False)
+        self.network = network
+        _set_calibration_modes(self)
+
+    def construct(self, x):
+        return self.network(x)
 
 
 class _BatchStatisticsAverage:
-    """Average over batches of one BatchNorm input's channel means and unbiased variances."""
+    """Average over batches of one BatchNorm's batch means and unbiased variances."""
 
     def __init__(self, batchnorm):
         self.batchnorm = batchnorm
@@ -180,13 +237,11 @@ class _BatchStatisticsAverage:
         self.mean_sum = 0.0
         self.variance_sum = 0.0
 
-    def add(self, x):
-        x = x.astype(np.float64)
-        axes = (0,) + tuple(range(2, x.ndim))
-        count = x.size // x.shape[1]
+    def add_stored(self):
+        """Add the batch statistics the BatchNorm stored in its last forward pass."""
         self.batches += 1
-        self.mean_sum = self.mean_sum + x.mean(axis=axes)
-        self.variance_sum = self.variance_sum + x.var(axis=axes) * count / max(count - 1, 1)
+        self.mean_sum = self.mean_sum + self.batchnorm.moving_mean.asnumpy().astype(np.float64)
+        self.variance_sum = self.variance_sum + self.batchnorm.moving_variance.asnumpy().astype(np.float64)
 
     def store(self):
         # In place, as the quantizer's temperature, so that every graph holding these parameters

@@ -49,7 +49,7 @@ def check_float(name, value, low, high=None, low_inclusive=False):
     below = value < low if low_inclusive else value <= low
     if not math.isfinite(value) or below or (high is not None and value > high):
         bound = f">= {low}" if low_inclusive else f"> {low}"
-        allowed = f"in [{low}, {high}]" if high is not None else bound
+        allowed = bound if high is None else f"in [{low}, {high}]" if low_inclusive else f"{bound} and <= {high:g}"
         raise ValueError(f"'{name}' must be a float {allowed}, but got {value}.")
     return value
 
@@ -95,10 +95,11 @@ _FIELD_CHECKS = {
     "enable_bn_calibration": check_bool,
     "epoch_size": lambda name, value: check_int(name, value, 1),
     "has_trained_epoch": lambda name, value: check_int(name, value, 0),
-    "t_start_val": lambda name, value: check_float(name, value, 0.0),
+    "t_start_val": lambda name, value: check_float(name, value, 0.0, MAX_TEMPERATURE),
     "t_start_time": lambda name, value: check_float(name, value, 0.0, 1.0, low_inclusive=True),
     "t_end_time": lambda name, value: check_float(name, value, 0.0, 1.0, low_inclusive=True),
     "t_factor": lambda name, value: check_float(name, value, 0.0),
+    "t_end_val": lambda name, value: check_float(name, value, 0.0),
     "enable_dense_quant": check_bool,
     "enable_weight_scale": check_bool,
     "exclude_layers": check_exclude_layers,
@@ -120,15 +121,22 @@ class SlbConfig:
     t_start_time: float = 0.2
     t_end_time: float = 0.6
     t_factor: float = 1.2
+    # An alternative to t_factor (a user sets one of the two): the temperature at the hard switch.
+    t_end_val: float = None
     enable_dense_quant: bool = False
     enable_weight_scale: bool = True
     exclude_layers: tuple = ()
     layer_bits: dict = field(default_factory=dict)
     weight_search: str = SLB
 
+    def __post_init__(self):
+        # The fields a user set, as opposed to defaults: t_factor and t_end_val exclude each other.
+        self.given = set()
+
     def set(self, name, value):
         """Validate ``value`` for field ``name`` and store it."""
         setattr(self, name, _FIELD_CHECKS[name](name, value))
+        self.given.add(name)
 
     @property
     def weight_bits(self):
@@ -147,12 +155,36 @@ class SlbConfig:
         if self.t_end_time < self.t_start_time:
             raise ValueError(f"'t_end_time' ({self.t_end_time}) must not be less than "
                              f"'t_start_time' ({self.t_start_time}).")
-        rises = int(self.epoch_size * self.t_end_time) - int(self.epoch_size * self.t_start_time)
+        rises = rise_epochs(self)
+        if self.t_end_val is not None:
+            if "t_factor" in self.given:
+                raise ValueError(f"'t_factor' ({self.t_factor}) and 't_end_val' ({self.t_end_val}) both set how the "
+                                 f"temperature rises: give one.")
+            if self.t_end_val < self.t_start_val:
+                raise ValueError(f"'t_end_val' ({self.t_end_val}) must not be less than 't_start_val' "
+                                 f"({self.t_start_val}).")
+            if self.t_end_val > MAX_TEMPERATURE:
+                raise ValueError(f"'t_end_val' ({self.t_end_val}) is above the largest temperature "
+                                 f"{MAX_TEMPERATURE:g}.")
+            if rises == 0 and self.t_end_val != self.t_start_val:
+                raise ValueError(f"the temperature cannot rise to 't_end_val' ({self.t_end_val}): with epoch_size "
+                                 f"{self.epoch_size}, t_start_time {self.t_start_time} and t_end_time "
+                                 f"{self.t_end_time} it starts and stops rising in the same epoch.")
+            return
         # In logarithms: t_factor ** rises can overflow a Python float.
-        if math.log(self.t_start_val) + max(rises, 0) * math.log(self.t_factor) > math.log(MAX_TEMPERATURE):
+        factor = self.temperature_factor()
+        if math.log(self.t_start_val) + rises * math.log(factor) > math.log(MAX_TEMPERATURE):
             raise ValueError(f"the temperature schedule reaches t_start_val * t_factor ** {rises} "
-                             f"({self.t_start_val} * {self.t_factor} ** {rises}), above the largest "
+                             f"({self.t_start_val} * {factor} ** {rises}), above the largest "
                              f"temperature {MAX_TEMPERATURE:g}; lower 't_factor' or 't_start_val'.")
+
+    def temperature_factor(self):
+        """The temperature's factor per epoch while it rises: ``t_factor``, or the one that reaches
+        ``t_end_val`` at the epoch training turns hard."""
+        if self.t_end_val is None:
+            return self.t_factor
+        rises = rise_epochs(self)
+        return (self.t_end_val / self.t_start_val) ** (1.0 / rises) if rises else 1.0
 
     def __str__(self):
         def shown(value):
@@ -165,7 +197,7 @@ class SlbConfig:
 
 
 CONFIG_KEYS = ("quant_dtype", "enable_act_quant", "enable_bn_calibration", "epoch_size",
-               "has_trained_epoch", "t_start_val", "t_start_time", "t_end_time", "t_factor",
+               "has_trained_epoch", "t_start_val", "t_start_time", "t_end_time", "t_factor", "t_end_val",
                "enable_dense_quant", "enable_weight_scale", "exclude_layers", "layer_bits", "weight_search")
 
 
@@ -184,15 +216,21 @@ def split_quant_dtype(value):
 
 def temperature_at_epoch(epoch, config):
     """Temperature for 1-based ``epoch`` (epochs before a resume included) and whether the
-    hard forward is used from this epoch on, per the SLB schedule."""
-    t_start_epoch = int(config.epoch_size * config.t_start_time)
+    hard forward is used in this epoch, per the SLB schedule."""
+    t_start_epoch = rise_start_epoch(config)
     t_end_epoch = int(config.epoch_size * config.t_end_time)
     temperature = config.t_start_val
     if epoch > t_start_epoch:
-        temperature *= config.t_factor ** (min(epoch, t_end_epoch) - t_start_epoch)
+        temperature *= config.temperature_factor() ** (min(epoch, t_end_epoch) - t_start_epoch)
     return temperature, epoch >= t_end_epoch
 
 
 def rise_start_epoch(config):
     """Last epoch before the temperature starts rising."""
     return int(config.epoch_size * config.t_start_time)
+
+
+def rise_epochs(config):
+    """How many times the temperature rises: from the epoch after ``rise_start_epoch`` to the
+    epoch training turns hard, where it reaches its last value."""
+    return max(int(config.epoch_size * config.t_end_time) - rise_start_epoch(config), 0)
