@@ -30,6 +30,14 @@ def current_temperature(net):
     return None
 
 
+def _decidedness(net):
+    """How decided net's search is (see search_state.overall_decidedness), or None."""
+    if current_temperature(net) is None:
+        return None
+    from slb_recipe.search_state import overall_decidedness  # pylint: disable=import-outside-toplevel
+    return overall_decidedness(net)
+
+
 def _loss_value(net_outputs):
     # With a loss-scale manager the train cell returns (loss, overflow, scale).
     loss = net_outputs[0] if isinstance(net_outputs, (tuple, list)) else net_outputs
@@ -55,12 +63,15 @@ class EpochReport(RunEpochCallback):
     `lrs` is the learning-rate array of this process's steps; `evaluate`, when given, is called
     every `eval_interval` epochs and returns a dict of metrics. Within an epoch a progress line
     (step, mean loss so far, images per second, time left) follows every `progress_interval_s`
-    seconds (0: none); `clock` is the time source, in seconds.
+    seconds (0: none); `clock` is the time source, in seconds. The epoch time covers the training
+    steps; what the callbacks before this one do at the epoch's end is timed apart, and shown in the
+    epoch line as `epoch_end_work` (e.g. "BatchNorm calibration") when given.
     """
 
     def __init__(self, net, lrs, steps_per_epoch, has_trained_epoch, epoch_size, evaluate=None, eval_interval=0,
-                 batch_size=1, progress_interval_s=0.0, clock=time.monotonic):
+                 batch_size=1, progress_interval_s=0.0, clock=time.monotonic, epoch_end_work=None):
         super().__init__(has_trained_epoch, epoch_size)
+        self.epoch_end_work = epoch_end_work
         self.net = net
         self.lrs = lrs
         self.steps_per_epoch = steps_per_epoch
@@ -76,7 +87,7 @@ class EpochReport(RunEpochCallback):
 
     def on_train_epoch_begin(self, run_context):
         self._losses = []
-        self._epoch_start = self._last_progress = self.clock()
+        self._epoch_start = self._last_progress = self._last_step_end = self.clock()
 
     def on_train_step_end(self, run_context):
         cb_params = run_context.original_args()
@@ -86,7 +97,7 @@ class EpochReport(RunEpochCallback):
             raise LossDivergedError(f"training stopped: loss is {loss} at epoch {self.run_epoch(run_context)}, "
                                     f"step {step} of {self.steps_per_epoch}")
         self._losses.append(loss)
-        now = self.clock()
+        now = self._last_step_end = self.clock()
         if self._progress_due(now):
             self._last_progress = now
             print(self._progress_line(run_context, now))
@@ -107,13 +118,16 @@ class EpochReport(RunEpochCallback):
     def on_train_epoch_end(self, run_context):
         cb_params = run_context.original_args()
         epoch_of_process = cb_params.cur_epoch_num  # indexes lrs, which start at this process's first step
-        seconds = self.clock() - self._epoch_start
+        # The training steps alone: callbacks before this one (BatchNorm calibration) are timed apart.
+        seconds = self._last_step_end - self._epoch_start
         record = {
             "epoch": self.run_epoch(run_context),
             "loss": float(np.mean(self._losses)),
             "epoch_time_s": seconds,
             "step_time_ms": 1000.0 * seconds / self.steps_per_epoch,
+            "epoch_end_s": self.clock() - self._last_step_end,
             "temperature": current_temperature(self.net),
+            "decidedness": _decidedness(self.net),
             # The rate the optimizer used at this epoch's last step.
             "lr": float(self.lrs[epoch_of_process * self.steps_per_epoch - 1]),
         }
@@ -128,6 +142,10 @@ class EpochReport(RunEpochCallback):
         text = (f"epoch {record['epoch']}/{self.epoch_size}: loss {record['loss']:.6f}, "
                 f"epoch time {record['epoch_time_s']:.2f} s, per step {record['step_time_ms']:.1f} ms, "
                 f"temperature {temperature}, lr {record['lr']:.6g}")
+        if record["decidedness"] is not None:
+            text += f", decided {record['decidedness']:.3f}"
+        if self.epoch_end_work:
+            text += f", then {self.epoch_end_work} {record['epoch_end_s']:.2f} s"
         if "eval" in record:
             text += ", " + ", ".join(f"{name} {value:.4f}" for name, value in record["eval"].items())
         return text

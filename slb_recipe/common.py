@@ -120,7 +120,7 @@ def build_slb_algorithm(config, has_trained_epoch):
         "t_start_val": config.t_start_val,
         "t_start_time": config.t_start_time,
         "t_end_time": config.t_end_time,
-        "t_factor": config.t_factor,
+        **({"t_end_val": config.t_end_val} if config.t_end_val else {"t_factor": config.t_factor}),
         "enable_weight_scale": config.enable_weight_scale,
         "enable_dense_quant": config.enable_dense_quant,
         "exclude_layers": split_patterns(config.exclude_layers),
@@ -129,9 +129,15 @@ def build_slb_algorithm(config, has_trained_epoch):
     })
 
 
-def build_network(config, has_trained_epoch=0):
-    """ResNet18 for the config, with SLB applied unless quant_type is W32. Returns (net, algo)."""
+def build_network(config, has_trained_epoch=0, float_start=None):
+    """ResNet18 for the config, with SLB applied unless quant_type is W32. Returns (net, algo).
+
+    `float_start`, a W32 checkpoint's parameters (read_float_start), is loaded into the float
+    network first: SLB then starts from what that network computes.
+    """
     net = resnet18(config.class_num, config.width, config.conv_init, config.dense_init)
+    if float_start is not None:
+        load_into_network(net, float_start, config.float_checkpoint)
     algo = build_slb_algorithm(config, has_trained_epoch)
     if algo is not None:
         net = algo.apply(net)
@@ -172,8 +178,9 @@ def checkpoint_record(config):
     return {key: getattr(config, key) for key in RECORD_KEYS}
 
 
-def read_checkpoint(path, config):
-    """The parameters of the checkpoint at path, refused when its record differs from config's.
+def read_checkpoint(path, config, record=None):
+    """The parameters of the checkpoint at path, refused when its record differs from `record`
+    (default: checkpoint_record(config)).
 
     Checkpoints without a record (written before it existed) are left to load_into_network's checks.
     """
@@ -184,7 +191,7 @@ def read_checkpoint(path, config):
     except (ValueError, RuntimeError) as error:  # MindSpore's messages blame filters or name no cause
         raise RecipeError(f"checkpoint '{path}' is not a readable MindSpore checkpoint "
                           f"({type(error).__name__})") from error
-    for key, expected in checkpoint_record(config).items():
+    for key, expected in (checkpoint_record(config) if record is None else record).items():
         recorded = _recorded_value(param_dict, key)
         if recorded is not None and recorded != expected:
             raise RecipeError(f"checkpoint '{path}' was trained with {key} {recorded}, "
@@ -198,6 +205,14 @@ def _recorded_value(param_dict, key):
         return None
     value = param_dict[key]
     return value if isinstance(value, str) else value.asnumpy().item()
+
+
+def read_float_start(config):
+    """The parameters of config.float_checkpoint, which must be a W32 checkpoint of this recipe (same
+    width, class_num and dataset), or None when it is not set."""
+    if not config.float_checkpoint:
+        return None
+    return read_checkpoint(config.float_checkpoint, config, {**checkpoint_record(config), "quant_type": "W32"})
 
 
 def epoch_reached(param_dict):

@@ -74,7 +74,10 @@ OPTIONS = {
     "t_start_time": Option(float, 0.2, "fraction of epochs after which the temperature rises", minimum=0, maximum=1),
     "t_end_time": Option(float, 0.6, "fraction of epochs after which the temperature stops rising",
                          minimum=0, maximum=1),
-    "t_factor": Option(float, 1.2, "temperature growth factor per epoch", minimum=1e-12),
+    "t_factor": Option(float, 1.2, "temperature growth factor per epoch (Golden Stick's), used while t_end_val "
+                                   "is 0", minimum=1e-12),
+    "t_end_val": Option(float, 0.0, "temperature reached when training turns hard, whatever epoch_size "
+                                    "(0: rise by t_factor instead)", minimum=0),
     # False: the recipe reproduces Golden Stick's (bare candidates; BatchNorm follows every conv).
     "enable_weight_scale": Option(bool, False, "learn a per-output-channel scale of the candidate values "
                                                "(False: Golden Stick's bare candidates)"),
@@ -114,6 +117,8 @@ OPTIONS = {
     "save_checkpoint_epochs": Option(int, 5, "save a checkpoint every this many epochs (and at the end)", minimum=1),
     "keep_checkpoint_max": Option(int, 10, "checkpoints kept per run", minimum=1),
     "pre_trained": Option(str, "", "checkpoint to resume from (continues at the epoch it records)"),
+    "float_checkpoint": Option(str, "", "W32 checkpoint of this recipe (same width, class_num and dataset) whose "
+                                        "network SLB or STE starts from: quantizing a trained network"),
     "has_trained_epoch": Option(int, 0, "epochs already trained, for a checkpoint that records none", minimum=0),
     "checkpoint_file_path": Option(str, "", "checkpoint for eval.py/export.py (empty: the run's latest)"),
     "file_name": Option(str, "resnet18_slb", "exported file name, without extension (MINDIR_PACKED adds _packed)"),
@@ -242,13 +247,21 @@ def parse_list(key, text):
     return values
 
 
-def _check_consistency(values):
+def _check_consistency(values, given):
     parse_layer_bits(values["layer_bits"])
     for key in LIST_KEYS:
         parse_list(key, values[key])
     if values["t_end_time"] < values["t_start_time"]:
         raise ConfigError(f"config key 't_end_time' must be >= t_start_time ({values['t_start_time']}), "
                           f"got {values['t_end_time']}")
+    # A config file lists every key; t_factor given on the command line means the user wants it used.
+    if values["t_end_val"] and "t_factor" in given:
+        raise ConfigError(f"config key 't_factor' ({values['t_factor']}) is unused while t_end_val is "
+                          f"{values['t_end_val']}: both set how the temperature rises (add --t_end_val 0 to rise "
+                          "by t_factor)")
+    if values["t_end_val"] and values["t_end_val"] < values["t_start_val"]:
+        raise ConfigError(f"config key 't_end_val' must be 0 or >= t_start_val ({values['t_start_val']}), "
+                          f"got {values['t_end_val']}")
     if values["warmup_epochs"] > values["epoch_size"]:
         raise ConfigError(f"config key 'warmup_epochs' must be <= epoch_size ({values['epoch_size']}), "
                           f"got {values['warmup_epochs']}")
@@ -261,7 +274,8 @@ def _check_consistency(values):
 
 def _resolve(argv):
     """The config file and every key's value. Later sources win: option defaults, then the YAML
-    file (`--config_path FILE`, default: the digits recipe), then the command line."""
+    file (`--config_path FILE`, default: the digits recipe), then the command line. Returns the
+    config file, the values and the keys the command line set."""
     pairs = _split_command_line(argv or [])
     config_path = DEFAULT_CONFIG_PATH
     for key, value in pairs:
@@ -272,20 +286,20 @@ def _resolve(argv):
     for key, value in sources:
         _check_known(key)
         values[key] = _convert(key, value)
-    return config_path, values
+    return config_path, values, {key for key, _ in pairs}
 
 
 def load_config(argv=None):
     """Build the configuration from `--config_path FILE` (default: the digits recipe) and overrides."""
-    config_path, values = _resolve(argv)
-    _check_consistency(values)
+    config_path, values, given = _resolve(argv)
+    _check_consistency(values, given)
     return SimpleNamespace(config_path=config_path, **values)
 
 
 def usage(argv=None):
     """Text listing every key, what it allows and the value a run with these arguments would use
     (the config file's where it sets one, not the option's own default)."""
-    config_path, values = _resolve(argv)
+    config_path, values, _ = _resolve(argv)
     lines = [f"options (YAML keys, each can be given as --key value); each shows its value from {config_path}"
              f"{' and the command line' if argv else ''}:",
              f"  --config_path FILE (default: the digits recipe, {DEFAULT_CONFIG_PATH})"]

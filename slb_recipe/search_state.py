@@ -24,9 +24,25 @@ def searched_layers(net):
     return found
 
 
+def searching(net):
+    """Whether some SLB layer of net still trains its soft weight (its schedule has not turned hard)."""
+    return any(not layer.weight_quantizer().temperature_end_flag
+               for _, layer in quantized_layers(net) if getattr(layer, "weight_logits", None) is not None)
+
+
 def decidedness_by_layer(net):
     """{path: mean largest candidate probability} of every searched layer, in network order."""
     return {path: decidedness(logits, temperature) for path, logits, temperature in searched_layers(net)}
+
+
+def overall_decidedness(net):
+    """The mean largest candidate probability over every searched weight of net, or None when it
+    has none (a float network, or the straight-through baseline)."""
+    layers = searched_layers(net)
+    if not layers:
+        return None
+    total = sum(logits[0].size for _, logits, _ in layers)
+    return sum(decidedness(logits, temperature) * logits[0].size for _, logits, temperature in layers) / total
 
 
 def chosen_values_by_layer(net):

@@ -14,9 +14,11 @@ from slb_recipe.callbacks import AverageBatchNormStatistics, CheckpointSaver, Ep
 from slb_recipe.lr_schedule import get_lr
 from slb_recipe.common import (RecipeError, build_network, checkpoint_dir, checkpoint_record, create_split,
                                epoch_reached, evaluate, load_into_network, loss_function, read_checkpoint,
-                               script_main, setup_runtime)
+                               read_float_start, script_main, setup_runtime)
 from slb_recipe.output_folder import claimed_folder
 
+# Batches whose hard-network statistics the BatchNorms take before an evaluation in the soft phase.
+EVALUATION_CALIBRATION_BATCHES = 32
 # A weight scale, like a BatchNorm scale, sets a magnitude: decaying it would shrink the layer.
 NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias", "weight_scale")
 
@@ -68,8 +70,10 @@ def training_callbacks(config, model, net, algo, train_data, lrs, has_trained_ep
     ranks hold the same network.
     """
     report = EpochReport(net, lrs, train_data.get_dataset_size(), has_trained_epoch, config.epoch_size,
-                         evaluate=_periodic_evaluation(config, net), eval_interval=config.eval_interval,
-                         batch_size=config.batch_size, progress_interval_s=config.progress_interval_s)
+                         evaluate=_periodic_evaluation(config, net, train_data), eval_interval=config.eval_interval,
+                         batch_size=config.batch_size, progress_interval_s=config.progress_interval_s,
+                         epoch_end_work="BatchNorm calibration" if algo is not None and config.enable_bn_calibration
+                         else None)
     callbacks = (algo.callbacks(model, train_data) if algo is not None else []) + [report]
     if rank_size > 1:
         callbacks.append(AverageBatchNormStatistics(net, rank_size))
@@ -97,11 +101,13 @@ def run(config, prepare_network=None):
 
 def _train(config, rank_id, rank_size, prepare_network):
     resumed, has_trained_epoch = resume_state(config)
+    # A resumed run holds all it needs; the float start is read, and checked, for a new run only.
+    float_start = read_float_start(config) if resumed is None else None
     train_data = create_split(config, True, rank_id, rank_size, first_epoch=has_trained_epoch)
     steps_per_epoch = train_data.get_dataset_size()
     if steps_per_epoch == 0:
         raise RecipeError(f"batch_size {config.batch_size} is larger than the training samples of one worker")
-    net, algo = build_network(config, has_trained_epoch)
+    net, algo = build_network(config, has_trained_epoch, float_start)
     if prepare_network is not None:
         prepare_network(net)
     if resumed is not None:
@@ -122,11 +128,22 @@ def _train(config, rank_id, rank_size, prepare_network):
     return {"history": report.history, "checkpoint": saver.last_path if saver else None}
 
 
-def _periodic_evaluation(config, net):
+def _periodic_evaluation(config, net, train_data):
+    """Evaluation during training, of the network convert would deploy: while SLB still trains
+    soft weights, the BatchNorm statistics are first re-estimated with the hard weights (their
+    moving averages describe the soft network; training normalises with batch statistics, so it
+    is unaffected)."""
     if not config.eval_interval:
         return None
     eval_data = create_split(config, False)
-    return lambda: evaluate(net, eval_data, config)
+
+    def run():
+        from slb_recipe.search_state import searching  # pylint: disable=import-outside-toplevel
+        if searching(net):
+            from mindspore_slb import calibrate_batchnorm  # pylint: disable=import-outside-toplevel
+            calibrate_batchnorm(net, train_data, EVALUATION_CALIBRATION_BATCHES)
+        return evaluate(net, eval_data, config)
+    return run
 
 
 def main(argv=None):
