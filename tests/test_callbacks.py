@@ -235,3 +235,48 @@ def test_calibrated_statistics_reach_a_forward_compiled_before(mode):
     after = forward(images).asnumpy()
     assert not np.allclose(after, before)
     np.testing.assert_allclose(after, network(images).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_t_end_val_reaches_its_temperature_at_the_hard_switch_whatever_the_length():
+    for epoch_size in (8, 100):
+        temperatures = schedule(epoch_size, t_end_time=0.9, t_end_val=64.0)
+        switch = int(epoch_size * 0.9)
+        assert temperatures[switch - 1] == (pytest.approx(64.0), True)
+        assert temperatures[switch - 2][1] is False and temperatures[-1] == (pytest.approx(64.0), True)
+    assert SlbConfig(epoch_size=8, has_trained_epoch=0, t_end_time=0.9, t_end_val=64.0).temperature_factor() == \
+        pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"t_factor": 2.0, "t_end_val": 64.0}, r"'t_factor' \(2.0\) and 't_end_val' \(64.0\) both set how the "
+                                          r"temperature rises: give one"),
+    ({"t_end_val": 0.5}, r"'t_end_val' \(0.5\) must not be less than 't_start_val' \(1.0\)"),
+    ({"t_start_time": 0.5, "t_end_time": 0.5, "t_end_val": 8.0}, "cannot rise to 't_end_val'"),
+])
+def test_t_end_val_errors(config, words):
+    algo = SlbQuantAwareTraining({"epoch_size": 10, "has_trained_epoch": 0, **config})
+    with pytest.raises(ValueError, match=words):
+        algo.set_epoch_temperature(algo.apply(ConvBnNet()), 1)
+    with pytest.raises(TypeError, match="'t_end_val' must be a float"):
+        SlbQuantAwareTraining({"t_end_val": 64})
+
+
+def test_t_end_val_through_setter_and_temperature_scheduler(mode):
+    algo = SlbQuantAwareTraining({"epoch_size": 5, "has_trained_epoch": 0, "t_end_time": 0.8})
+    algo.set_t_end_val(27.0)
+    seen = train_and_record(mode, lambda _, model, dataset: algo.callbacks(model, dataset), schedule_in_config=False)
+    assert seen == [(1.0, False), (3.0, False), (9.0, False), (27.0, True), (27.0, True)]
+    scheduler = TemperatureScheduler(None, 5, 0, 1.0, 0.2, 0.8, t_end_val=27.0)
+    assert scheduler.config.temperature_factor() == pytest.approx(3.0)
+
+
+def test_setting_an_earlier_epoch_turns_the_search_soft_again():
+    algo = SlbQuantAwareTraining({"epoch_size": 10, "has_trained_epoch": 0})
+    network = algo.apply(ConvBnNet())
+    network.set_train(True)
+    assert algo.set_epoch_temperature(network, 10) == (pytest.approx(2.0736), True)
+    assert algo.set_epoch_temperature(network, 1) == (1.0, False)
+    assert not any(q.temperature_end_flag for _, q in network.cells_and_names()
+                   if isinstance(q, SlbFakeQuantizerPerLayer))
+    with pytest.raises(TypeError, match="'end' must be a bool"):
+        network.stem.weight_quantizer().set_temperature_end_flag(1)
