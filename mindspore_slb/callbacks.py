@@ -22,8 +22,31 @@ def _quantizers(network):
     return [cell for _, cell in network.cells_and_names() if isinstance(cell, SlbFakeQuantizerPerLayer)]
 
 
-def _trained_epoch(run_context, config):
-    return run_context.original_args().cur_epoch_num + config.has_trained_epoch
+class _RunEpochCounter:
+    """The 1-based epoch of the whole run, resumed epochs included, from a callback's run context.
+
+    A resume is said either by ``has_trained_epoch`` or by ``Model.train(..., initial_epoch=N)``,
+    whose epoch numbers already count the N epochs; said both ways with the same N it is counted
+    once, with two different numbers it is an error.
+    """
+
+    def __init__(self, has_trained_epoch):
+        self.has_trained_epoch = has_trained_epoch
+        self.initial_epoch = None
+
+    def reset(self):
+        self.initial_epoch = None
+
+    def epoch(self, run_context):
+        current = run_context.original_args().cur_epoch_num
+        if self.initial_epoch is None:
+            # Called first within the process's first epoch, whose number is initial_epoch + 1.
+            self.initial_epoch = current - 1
+            if self.initial_epoch and self.has_trained_epoch not in (0, self.initial_epoch):
+                raise ValueError(f"Model.train's initial_epoch ({self.initial_epoch}) and 'has_trained_epoch' "
+                                 f"({self.has_trained_epoch}) both count the epochs trained before: give the "
+                                 f"same number, or one of them.")
+        return current if self.initial_epoch else current + self.has_trained_epoch
 
 
 def set_epoch_temperature(network, epoch, config):
@@ -63,9 +86,13 @@ class TemperatureScheduler(Callback):
             if value is not None or name not in ("t_factor", "t_end_val"):
                 self.config.set(name, value)
         self.config.check_schedule()
+        self.epochs = _RunEpochCounter(self.config.has_trained_epoch)
+
+    def on_train_begin(self, run_context):
+        self.epochs.reset()
 
     def on_train_epoch_begin(self, run_context):
-        set_epoch_temperature(run_context.original_args().network, _trained_epoch(run_context, self.config),
+        set_epoch_temperature(run_context.original_args().network, self.epochs.epoch(run_context),
                               self.config)
 
 
@@ -108,9 +135,13 @@ class BNCalibration(Callback):
         self.dataset = dataset
         self.config = config
         self.num_batches = num_batches
+        self.epochs = _RunEpochCounter(config.has_trained_epoch)
+
+    def on_train_begin(self, run_context):
+        self.epochs.reset()
 
     def on_train_epoch_end(self, run_context):
-        if _trained_epoch(run_context, self.config) > rise_start_epoch(self.config):
+        if self.epochs.epoch(run_context) > rise_start_epoch(self.config):
             run = run_context.original_args()
             calibrate_batchnorm(self.network or run.network, self.dataset or run.train_dataset,
                                 self.num_batches)
@@ -256,6 +287,10 @@ class _CallbackGroup(Callback):
     def __init__(self, callbacks):
         super().__init__()
         self.callbacks = callbacks
+
+    def on_train_begin(self, run_context):
+        for callback in self.callbacks:
+            callback.on_train_begin(run_context)
 
     def on_train_epoch_begin(self, run_context):
         for callback in self.callbacks:

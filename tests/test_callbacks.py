@@ -280,3 +280,26 @@ def test_setting_an_earlier_epoch_turns_the_search_soft_again():
                    if isinstance(q, SlbFakeQuantizerPerLayer))
     with pytest.raises(TypeError, match="'end' must be a bool"):
         network.stem.weight_quantizer().set_temperature_end_flag(1)
+
+
+@pytest.mark.parametrize("has_trained_epoch", [0, 5])
+def test_model_train_initial_epoch_counts_the_trained_epochs_once(mode, has_trained_epoch):
+    ms.set_context(mode=mode)
+    algo = SlbQuantAwareTraining({"epoch_size": 8, "has_trained_epoch": has_trained_epoch, "t_start_time": 0.125,
+                                  "t_end_time": 1.0, "t_factor": 2.0})
+    network = algo.apply(ConvBnNet())
+    dataset, _, _ = batches(num_samples=8, batch_size=8)
+    model = train_model(network, dataset)
+    recorder = RecordTemperature(network)
+    model.train(8, dataset, callbacks=algo.callbacks(model, dataset) + [recorder], initial_epoch=5)
+    # Epochs 6, 7 and 8 of the run: rising from epoch 2, hard at the last.
+    assert recorder.seen == [(32.0, False), (64.0, False), (128.0, True)]
+
+
+def test_model_train_initial_epoch_and_another_has_trained_epoch_are_refused():
+    algo = SlbQuantAwareTraining({"epoch_size": 5, "has_trained_epoch": 2})
+    network = algo.apply(ConvBnNet())
+    dataset, _, _ = batches(num_samples=8, batch_size=8)
+    model = train_model(network, dataset)
+    with pytest.raises(ValueError, match=r"initial_epoch \(3\) and 'has_trained_epoch' \(2\) both count"):
+        model.train(5, dataset, callbacks=algo.callbacks(model, dataset), initial_epoch=3)
