@@ -6,7 +6,7 @@ from mindspore.common.dtype import QuantDtype
 
 from mindspore_slb.act_quant import SlbActQuantizer
 from mindspore_slb.algorithm import SlbQuantAwareTraining
-from mindspore_slb.callbacks import BNCalibration, TemperatureScheduler, calibrate_batchnorm
+from mindspore_slb.callbacks import BatchNormCalibrator, BNCalibration, TemperatureScheduler, calibrate_batchnorm
 from mindspore_slb.layer_plan import LayerSummary
 from mindspore_slb.layers import Conv2dSlbQuant, DenseSlbQuant, SlbQuantLayer
 from mindspore_slb.packed_layers import packed_network
@@ -18,7 +18,7 @@ from mindspore_slb.ste import SteWeightQuantizer
 __version__ = "0.1.0"
 
 __all__ = ["SlbQuantAwareTraining", "QuantDtype", "Conv2dSlbQuant", "SlbFakeQuantizerPerLayer",
-           "SlbActQuantizer", "TemperatureScheduler", "BNCalibration", "calibrate_batchnorm",
+           "SlbActQuantizer", "TemperatureScheduler", "BNCalibration", "BatchNormCalibrator", "calibrate_batchnorm",
            "SlbQuantLayer", "DenseSlbQuant", "LayerHandler", "register_layer", "unregister_layer",
            "registered_layers", "LayerSummary", "save_packed", "load_packed", "packed_network", "PackedFileError",
            "SteWeightQuantizer"]

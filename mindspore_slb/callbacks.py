@@ -17,6 +17,10 @@ from mindspore_slb.ste import SteWeightQuantizer
 
 logger = logging.getLogger(__name__)
 
+# Batches BNCalibration averages: 1,024 images at batch 32, enough for per-channel means and
+# variances, at a small fraction of an epoch's cost (README, BatchNorm calibration).
+CALIBRATION_BATCHES = 32
+
 
 def _quantizers(network):
     return [cell for _, cell in network.cells_and_names() if isinstance(cell, SlbFakeQuantizerPerLayer)]
@@ -126,16 +130,17 @@ class BNCalibration(Callback):
         dataset (Dataset, optional): data whose first column feeds the network; by default the
             training data.
         config (SlbConfig): for the schedule.
-        num_batches (int, optional): batches per calibration; all when None.
+        num_batches (int, optional): batches per calibration (default CALIBRATION_BATCHES); all when None.
     """
 
-    def __init__(self, network=None, dataset=None, config=None, num_batches=None):
+    def __init__(self, network=None, dataset=None, config=None, num_batches=CALIBRATION_BATCHES):
         super().__init__()
         self.network = network
         self.dataset = dataset
         self.config = config
         self.num_batches = num_batches
         self.epochs = _RunEpochCounter(config.has_trained_epoch)
+        self._calibrator = None
 
     def on_train_begin(self, run_context):
         self.epochs.reset()
@@ -143,50 +148,83 @@ class BNCalibration(Callback):
     def on_train_epoch_end(self, run_context):
         if self.epochs.epoch(run_context) > rise_start_epoch(self.config):
             run = run_context.original_args()
-            calibrate_batchnorm(self.network or run.network, self.dataset or run.train_dataset,
-                                self.num_batches)
+            network = self.network or run.network
+            if self._calibrator is None or self._calibrator.network is not network:
+                self._calibrator = BatchNormCalibrator(network)
+            self._calibrator.calibrate(self.dataset or run.train_dataset, self.num_batches)
 
 
 def calibrate_batchnorm(network, dataset, num_batches=None):
     """Sets the moving mean and variance of every BatchNorm downstream of a quantized layer to the
-    average of its batch statistics over ``dataset`` under the hard weights.
-
-    The forward passes run in the context's mode (compiled in GRAPH mode), each BatchNorm storing
-    its batch's statistics; only finding which BatchNorms follow a quantized layer runs one batch
-    in PyNative mode, whose hooks see the order in which layers run.
+    average of its batch statistics over ``dataset`` (its first ``num_batches`` batches; all when
+    None) under the hard weights. To calibrate the same network again and again (every epoch), keep
+    a ``BatchNormCalibrator``: it compiles its forward pass once.
 
     Returns:
         list[str]: the names of the re-estimated BatchNorm layers, in execution order.
     """
-    batches = dataset.create_tuple_iterator(num_epochs=1)
-    first = next(batches, None)
-    if first is None or num_batches == 0:
-        return []
-    batchnorms = [cell for _, cell in network.cells_and_names() if isinstance(cell, nn.BatchNorm2d)]
-    # Training-mode forwards move every BatchNorm's statistics; only the calibrated ones may change.
-    saved_statistics = [(cell, cell.moving_mean.asnumpy().copy(), cell.moving_variance.asnumpy().copy())
-                        for cell in batchnorms]
-    was_training = network.training
-    try:
-        calibrated = _batchnorms_after_quantized_layers(network, first[0])
-        averages = [_BatchStatisticsAverage(cell) for _, cell in calibrated]
-        with _storing_batch_statistics(cell for _, cell in calibrated):
-            forward = _HardForward(network)
-            for index, batch in enumerate(itertools.chain([first], batches)):
-                if num_batches is not None and index >= num_batches:
-                    break
-                forward(batch[0])
-                for average in averages:
-                    average.add_stored()
-    finally:
-        network.set_train(was_training)
-        for cell, mean, variance in saved_statistics:
-            ops.assign(cell.moving_mean, Tensor(mean))
-            ops.assign(cell.moving_variance, Tensor(variance))
-    for average in averages:
-        average.store()
-    logger.info("re-estimated %d BatchNorm layers with the hard weights", len(averages))
-    return [name for name, _ in calibrated]
+    return BatchNormCalibrator(network).calibrate(dataset, num_batches)
+
+
+class BatchNormCalibrator:
+    """Re-estimates ``network``'s BatchNorm statistics for its hard weights (see ``calibrate_batchnorm``).
+
+    The forward passes run in the context's mode, compiled once in GRAPH mode, each BatchNorm
+    storing its batch's statistics. Which BatchNorms follow a quantized layer is found once, by one
+    batch in PyNative mode, whose hooks see the order in which layers run; both are found again
+    when the network's layers change.
+
+    Args:
+        network (Cell): the quantized network (without loss).
+    """
+
+    def __init__(self, network):
+        if not isinstance(network, nn.Cell):
+            raise TypeError(f"'network' must be a mindspore.nn.Cell, but got {type(network).__name__}.")
+        self.network = network
+        self._layers = None
+        self._calibrated = None
+        self._forward = None
+
+    def calibrate(self, dataset, num_batches=None):
+        """Calibrate on ``dataset``'s first ``num_batches`` batches (all when None); returns the
+        names of the re-estimated BatchNorm layers, in execution order."""
+        if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int)
+                                        or num_batches < 1):
+            raise ValueError(f"'num_batches' must be None or an int >= 1, but got {num_batches!r}.")
+        network = self.network
+        batches = dataset.create_tuple_iterator(num_epochs=1)
+        first = next(batches, None)
+        if first is None:
+            return []
+        batchnorms = [cell for _, cell in network.cells_and_names() if isinstance(cell, nn.BatchNorm2d)]
+        # Training-mode forwards move every BatchNorm's statistics; only the calibrated ones may change.
+        saved_statistics = [(cell, cell.moving_mean.asnumpy().copy(), cell.moving_variance.asnumpy().copy())
+                            for cell in batchnorms]
+        was_training = network.training
+        try:
+            layers = tuple(id(cell) for _, cell in network.cells_and_names())
+            if layers != self._layers:
+                self._calibrated = _batchnorms_after_quantized_layers(network, first[0])
+                self._forward, self._layers = _HardForward(network), layers
+            averages = [_BatchStatisticsAverage(cell) for _, cell in self._calibrated]
+            _set_calibration_modes(self._forward)
+            with _storing_batch_statistics(cell for _, cell in self._calibrated):
+                for index, batch in enumerate(itertools.chain([first], batches)):
+                    if num_batches is not None and index >= num_batches:
+                        break
+                    self._forward(batch[0])
+                    for average in averages:
+                        average.add_stored()
+        finally:
+            network.set_train(was_training)
+            for cell, mean, variance in saved_statistics:
+                ops.assign(cell.moving_mean, Tensor(mean))
+                ops.assign(cell.moving_variance, Tensor(variance))
+        for average in averages:
+            average.store()
+        logger.info("re-estimated %d BatchNorm layers with the hard weights", len(averages))
+        return [name for name, _ in self._calibrated]
 
 
 def _set_calibration_modes(network):
@@ -253,7 +291,6 @@ class _HardForward(nn.Cell):
     def __init__(self, network):
         super().__init__(auto_prefix=False)
         self.network = network
-        _set_calibration_modes(self)
 
     def construct(self, x):
         return self.network(x)

@@ -137,11 +137,15 @@ def _periodic_evaluation(config, net, train_data):
         return None
     eval_data = create_split(config, False)
 
+    calibrators = []
+
     def run():
         from slb_recipe.search_state import searching  # pylint: disable=import-outside-toplevel
         if searching(net):
-            from mindspore_slb import calibrate_batchnorm  # pylint: disable=import-outside-toplevel
-            calibrate_batchnorm(net, train_data, EVALUATION_CALIBRATION_BATCHES)
+            if not calibrators:
+                from mindspore_slb import BatchNormCalibrator  # pylint: disable=import-outside-toplevel
+                calibrators.append(BatchNormCalibrator(net))
+            calibrators[0].calibrate(train_data, EVALUATION_CALIBRATION_BATCHES)
         return evaluate(net, eval_data, config)
     return run
 

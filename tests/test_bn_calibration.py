@@ -2,6 +2,7 @@
 import mindspore as ms
 import mindspore.dataset as ds
 import numpy as np
+import pytest
 from mindspore import nn
 
 from mindspore_slb import SlbQuantAwareTraining, calibrate_batchnorm
@@ -72,3 +73,27 @@ def test_calibration_runs_from_training_when_enabled(mode):
     expected = network.body[1].moving_mean.asnumpy().copy()
     calibrate_batchnorm(network, dataset)
     np.testing.assert_allclose(network.body[1].moving_mean.asnumpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_kept_calibrator_gives_what_a_fresh_calibration_gives(mode, rng):
+    """BatchNormCalibrator compiles once and is reused every epoch: each call must still see the
+    current weights and data, and a changed network is planned anew."""
+    from mindspore_slb import BatchNormCalibrator  # pylint: disable=import-outside-toplevel
+    from tiny_nets import ConvBnNet  # pylint: disable=import-outside-toplevel
+    network = SlbQuantAwareTraining({"epoch_size": 2, "has_trained_epoch": 0}).apply(ConvBnNet())
+    calibrator = BatchNormCalibrator(network)
+    for seed in (1, 2):
+        images = np.random.default_rng(seed).normal(0, 1, (16, 3, 8, 8)).astype(np.float32)
+        dataset = ds.NumpySlicesDataset({"image": images, "label": np.zeros(16, np.int32)}, shuffle=False).batch(4)
+        network.body[0].weight_logits.set_data(ms.Tensor(rng.normal(size=network.body[0].weight_logits.shape)
+                                                         .astype(np.float32)))
+        assert calibrator.calibrate(dataset, 3) == ["stem_bn", "body.1", "heads.1"]
+        kept = network.body[1].moving_mean.asnumpy().copy(), network.heads[1].moving_variance.asnumpy().copy()
+        calibrate_batchnorm(network, dataset, 3)
+        np.testing.assert_allclose(kept[0], network.body[1].moving_mean.asnumpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(kept[1], network.heads[1].moving_variance.asnumpy(), rtol=1e-6, atol=1e-7)
+    network.heads[1] = nn.BatchNorm2d(8)
+    assert calibrator.calibrate(dataset) == ["stem_bn", "body.1", "heads.1"]
+    assert not np.allclose(network.heads[1].moving_mean.asnumpy(), 0)
+    with pytest.raises(ValueError, match="'num_batches' must be None or an int >= 1, but got 0"):
+        calibrator.calibrate(dataset, 0)

@@ -88,14 +88,14 @@ def test_t_factor_still_rises_by_its_factor_with_t_end_val_off(tmp_path):
 
 def test_evaluation_in_the_soft_phase_calibrates_batchnorm_for_the_hard_network(tmp_path, monkeypatch):
     calls = []
-    import mindspore_slb  # pylint: disable=import-outside-toplevel
-    calibrate = mindspore_slb.calibrate_batchnorm
+    from mindspore_slb import BatchNormCalibrator  # pylint: disable=import-outside-toplevel
+    calibrate = BatchNormCalibrator.calibrate
 
-    def recording(net, dataset, num_batches=None):
+    def recording(self, dataset, num_batches=None):
         calls.append(num_batches)
-        return calibrate(net, dataset, num_batches)
+        return calibrate(self, dataset, num_batches)
 
-    monkeypatch.setattr(mindspore_slb, "calibrate_batchnorm", recording)
+    monkeypatch.setattr(BatchNormCalibrator, "calibrate", recording)
     history = train.main(tiny_args(tmp_path, quant_type="W1", epoch_size=3, t_start_time=0.0, t_end_time=0.67,
                                    t_end_val=4.0, eval_interval=1))["history"]
     # Soft in epoch 1, hard from epoch 2 on: only the first evaluation needs the re-estimate.
