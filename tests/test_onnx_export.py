@@ -5,17 +5,16 @@ import subprocess
 import sys
 import textwrap
 
-import mindspore as ms
 import numpy as np
 import onnx
 import onnxruntime
 import pytest
-from mindspore import Tensor, ops
+from mindspore import ops
 from onnx import numpy_helper
 
-from mindspore_slb import OnnxExportError, QuantDtype, SlbQuantAwareTraining, save_onnx
+from mindspore_slb import OnnxExportError, QuantDtype, save_onnx
 from mindspore_slb.packing import quantized_weights
-from tiny_nets import ConvBnNet, batches
+from tiny_nets import ConvBnNet, randomly_searched
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
@@ -34,16 +33,8 @@ class MeanPoolNet(ConvBnNet):
 def quantized(bits, seed=0, network_type=MeanPoolNet, **config):
     """A quantized network of width 5 (no layer's codes fill their last byte) with random logits and
     observed ranges, and a batch of images."""
-    ms.set_seed(seed)
-    network = SlbQuantAwareTraining({"quant_dtype": DTYPES[bits], **config}).apply(network_type(width=5))
-    rng = np.random.default_rng(seed)
-    for param in network.get_parameters():
-        if param.name.endswith("weight_logits"):
-            param.set_data(Tensor(rng.normal(size=param.shape).astype(np.float32)))
-    _, images, _ = batches(num_samples=8)
-    network.set_train(True)
-    network(images)
-    network.set_train(False)
+    _, network, images = randomly_searched(lambda: network_type(width=5), {"quant_dtype": DTYPES[bits], **config},
+                                           seed)
     return network, images
 
 
