@@ -14,6 +14,7 @@ from onnx import numpy_helper
 
 from mindspore_slb import OnnxExportError, QuantDtype, save_onnx
 from mindspore_slb.packing import quantized_weights
+from test_zoo_check import import_zoo_check, needs_mindcv
 from tiny_nets import ConvBnNet, randomly_searched
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,8 +39,13 @@ def quantized(bits, seed=0, network_type=MeanPoolNet, **config):
     return network, images
 
 
-def run_onnx(path, images):
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+def run_onnx(path, images, optimize=True):
+    """The file's output in onnxruntime; ``optimize=False``: no constant folding, so a packed file
+    rebuilds its weights on the call."""
+    options = onnxruntime.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: images.asnumpy()})[0]
 
 
@@ -57,7 +63,9 @@ def test_onnx_equals_the_converted_network(bits, weight_scale, packed, tmp_path)
     assert (layers[0].scale is not None) == weight_scale
     path = save_onnx(network, images, str(tmp_path / "net.onnx"), packed=packed)
     # save_onnx converted the network in place: it is now the converted network
-    np.testing.assert_allclose(run_onnx(path, images), network(images).asnumpy(), atol=1e-5, rtol=0)
+    expected = network(images).asnumpy()
+    np.testing.assert_allclose(run_onnx(path, images), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(run_onnx(path, images, optimize=False), expected, atol=1e-5, rtol=0)
     weights = [array for name, array in float_initializers(path).items() if name.endswith("weight")]
     assert len(weights) == (1 if packed else 4)  # the float classifier alone is left, or all four
     if packed:
@@ -110,3 +118,13 @@ def test_an_operator_mindspore_cannot_export_is_named_in_one_line(tmp_path):
                                  "AdaptiveAvgPool2D.")
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
     assert not os.path.exists(tmp_path / "net.onnx")
+
+
+@needs_mindcv
+def test_mindcv_resnet18_names_the_operator_mindspore_cannot_export(tmp_path):
+    models = import_zoo_check().import_mindcv().models
+    _, network, images = randomly_searched(lambda: models.create_model("resnet18", num_classes=4),
+                                           {"quant_dtype": QuantDtype.INT1})
+    with pytest.raises(OnnxExportError, match=r"^MindSpore cannot export ResNet to ONNX: it does not support the "
+                                              r"operator InplaceAddExt\.$"):
+        save_onnx(network, images[:1], str(tmp_path / "net.onnx"))
