@@ -2,7 +2,7 @@
 configuration: width 64, 10 classes) at each weight bit width, packed ONNX against the float ONNX
 of the same converted network, timed in interleaved rounds in one onnxruntime process.
 
-    python benchmarks/onnx_benchmark.py [--bits 1 2 4] [--batch_size 32] [--image_size 32] [--rounds 30]
+    python benchmarks/onnx_benchmark.py [--bits 1 2 4] [--width 64] [--batch_size 32] [--image_size 32] [--rounds 30]
         [--threads 2] [--output_path /tmp/onnx_benchmark] [--json FILE]
 
 The logits are random (sizes and times do not depend on training: every candidate is in use). Per
@@ -33,9 +33,9 @@ CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
                       "resnet18_cifar10_config.yaml")
 
 
-def searched_network(bits):
+def searched_network(bits, width):
     """The W<bits> ResNet18 with random logits, the same for the same bits."""
-    config = load_config(["--config_path", CONFIG, "--quant_type", f"W{bits}"])
+    config = load_config(["--config_path", CONFIG, "--quant_type", f"W{bits}", "--width", str(width)])
     ms.set_seed(bits)
     net, _ = build_network(config)
     rng = np.random.default_rng(bits)
@@ -46,11 +46,11 @@ def searched_network(bits):
     return net
 
 
-def exports(bits, images, folder):
+def exports(bits, width, images, folder):
     """Packed and float ONNX of one randomly searched W<bits> ResNet18, and the converted network's output."""
-    packed = save_onnx(searched_network(bits), images, os.path.join(folder, f"w{bits}_packed.onnx"))
-    # A second export of a network MindSpore has exported once fails in GRAPH mode: a twin network
-    net = searched_network(bits)
+    packed = save_onnx(searched_network(bits, width), images, os.path.join(folder, f"w{bits}_packed.onnx"))
+    # MindSpore fails to export one network to ONNX twice: the float file comes from a twin network
+    net = searched_network(bits, width)
     plain = save_onnx(net, images, os.path.join(folder, f"w{bits}.onnx"), packed=False)
     return packed, plain, net(images).asnumpy()  # save_onnx converted net in place
 
@@ -70,7 +70,7 @@ def timed(created, feed):
 
 
 def measure(bits, args, images):
-    packed_path, float_path, converted = exports(bits, images, args.output_path)
+    packed_path, float_path, converted = exports(bits, args.width, images, args.output_path)
     (packed, packed_setup), (plain, float_setup) = session(packed_path, args.threads), session(float_path, args.threads)
     feed = {plain.get_inputs()[0].name: images.asnumpy()}
     for _ in range(2):  # warm-up
@@ -96,6 +96,7 @@ def measure(bits, args, images):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--bits", type=int, nargs="+", default=[1, 2, 4], choices=[1, 2, 4])
+    parser.add_argument("--width", type=int, default=64, help="ResNet18's width (64: the recipe's)")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=30)
@@ -108,7 +109,7 @@ def main(argv=None):
     images = Tensor(np.random.default_rng(0).normal(size=(args.batch_size, 3, args.image_size, args.image_size))
                     .astype(np.float32))
     rows = [measure(bits, args, images) for bits in args.bits]
-    print(f"ResNet18 width 64, 10 classes, batch {args.batch_size} at {args.image_size}x{args.image_size}, "
+    print(f"ResNet18 width {args.width}, 10 classes, batch {args.batch_size} at {args.image_size}x{args.image_size}, "
           f"onnxruntime {onnxruntime.__version__}, {args.threads} threads, {args.rounds} interleaved rounds\n")
     print("| weights | float ONNX (bytes) | packed ONNX (bytes) | float / packed | session creation, packed / float "
           "(s) | inference, float (ms) | packed / float time | max diff packed vs float ONNX | max diff packed vs "
