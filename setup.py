@@ -17,8 +17,11 @@ setup(
     install_requires=["mindspore==2.8.0", "numpy>=1.26,<1.27", "pyyaml>=6.0,<6.1"],
     # scikit-learn carries the digits data set the demo and the recipe tests use; pillow writes
     # the tests' image files (it also comes with mindspore). matplotlib draws the recipe's
-    # optional figures; the tests check them, so "test" has it too.
+    # optional figures; onnx writes the ONNX exports (save_onnx) and onnxruntime runs them; the
+    # tests check both, so "test" has them too. onnx 1.23 and onnxruntime 1.32 ship Python 3.11
+    # wheels and work with numpy 1.26 and the protobuf mindspore brings.
     extras_require={"test": ["pytest>=9.2,<9.3", "scikit-learn>=1.9,<1.10", "pillow>=13.0,<13.1",
-                             "matplotlib>=3.11,<3.12"],
-                    "plots": ["matplotlib>=3.11,<3.12"]},
+                             "matplotlib>=3.11,<3.12", "onnx>=1.23,<1.24", "onnxruntime>=1.32,<1.33"],
+                    "plots": ["matplotlib>=3.11,<3.12"],
+                    "onnx": ["onnx>=1.23,<1.24", "onnxruntime>=1.32,<1.33"]},
 )

@@ -1,24 +1,14 @@
 """A quantized network packed to the bit: each weight's candidate index in exactly ``bits`` bits.
 
-Bit packing: code ``i`` of a layer (weights in row-major order) sits in byte ``i // (8 // bits)`` at
-bit ``(i % (8 // bits)) * bits``, lowest bits first; the last byte is padded with zeros.
-
-File layout (format version ``FORMAT_VERSION``), all integers little-endian::
-
-    b"SLBPACK\\n" | uint32 version | uint64 header length | header (UTF-8 JSON) | tensor data | SHA-256 of all before
-
-The header lists the quantized layers (path, weight shape, bits, input quantizer bits or null) and
-every stored tensor (name, dtype, shape, offset and size in the tensor data). A quantized layer at
-``path`` stores ``path.weight_codes`` (packed uint8), ``path.weight_values`` (its K candidates,
-float32) and, when it has one, ``path.weight_scale`` (per output channel); every other parameter of
-the deployable network (BatchNorm, float layers, biases, activation-quantizer ranges) is stored as it
-is, under its name.
+The file format (layout, bit packing, header) and everything that reads it without MindSpore live in
+``mindspore_slb.slb_reader`` (docs/slb_format.md); this module writes the file from a network and
+loads it into one. A quantized layer at ``path`` stores ``path.weight_codes`` (packed uint8),
+``path.weight_values`` (its K candidates, float32) and, when it has one, ``path.weight_scale`` (per
+output channel); every other parameter of the deployable network (BatchNorm, float layers, biases,
+activation-quantizer ranges) is stored as it is, under its name.
 """
 import collections
-import hashlib
-import json
 import os
-import struct
 
 import numpy as np
 from mindspore import Parameter, Tensor, nn
@@ -27,12 +17,9 @@ from mindspore_slb.act_quant import SlbActQuantizer
 from mindspore_slb.convert import QuantInputCell
 from mindspore_slb.registry import is_quantized
 from mindspore_slb.rewrite import replace_cells
-
-FORMAT_VERSION = 1
-MAGIC = b"SLBPACK\n"
-_PREFIX = struct.Struct("<IQ")  # version, header length
-_DIGEST_BYTES = hashlib.sha256().digest_size
-SUPPORTED_BITS = (1, 2, 4)
+# The format's names, re-exported: callers and tests import them from here.
+from mindspore_slb.slb_reader import (FORMAT_VERSION, MAGIC, SUPPORTED_BITS, PackedFileError,  # noqa: F401
+                                      decode_weight, file_bytes, layer_codes, pack_codes, read_packed, unpack_codes)
 
 QuantizedWeight = collections.namedtuple("QuantizedWeight",
                                          "path bits codes values scale input_quantizer replaced_parameters layer")
@@ -44,49 +31,6 @@ values (tuple of K floats); scale (float32 ndarray [out_channels] or None); inpu
 and scale stand for, or that only training needs: logits or latent weights, temperature, scale);
 layer (the quantized layer itself, or None for a weight that stands alone).
 """
-
-
-class PackedFileError(ValueError):
-    """A packed file that cannot be read: truncated, corrupted or of another format version."""
-
-
-def _check_bits(bits):
-    if isinstance(bits, bool) or bits not in SUPPORTED_BITS:
-        raise ValueError(f"'bits' must be one of {SUPPORTED_BITS}, but got {bits!r}.")
-
-
-def pack_codes(codes, bits):
-    """Pack integer codes in [0, 2**bits) into uint8, ``8 // bits`` codes per byte (any shape, row-major)."""
-    _check_bits(bits)
-    flat = np.asarray(codes).reshape(-1)
-    if flat.size and (flat.min() < 0 or flat.max() >= 2 ** bits):
-        raise ValueError(f"'codes' must lie in [0, {2 ** bits}) for {bits} bits, but range over "
-                         f"[{flat.min()}, {flat.max()}].")
-    per_byte = 8 // bits
-    padded = np.zeros(-(-flat.size // per_byte) * per_byte, np.uint8)
-    padded[:flat.size] = flat
-    shifts = (np.arange(per_byte) * bits).astype(np.uint8)
-    return np.bitwise_or.reduce(padded.reshape(-1, per_byte) << shifts, axis=1).astype(np.uint8)
-
-
-def unpack_codes(packed, bits, count):
-    """The first ``count`` codes held in ``packed`` (uint8), as a flat uint8 array."""
-    _check_bits(bits)
-    per_byte = 8 // bits
-    packed = np.asarray(packed, np.uint8).reshape(-1)
-    if packed.size != -(-count // per_byte):
-        raise ValueError(f"'packed' must hold {-(-count // per_byte)} bytes for {count} codes of {bits} bits, "
-                         f"but holds {packed.size}.")
-    shifts = (np.arange(per_byte) * bits).astype(np.uint8)
-    return ((packed[:, None] >> shifts) & (2 ** bits - 1)).reshape(-1)[:count]
-
-
-def decode_weight(codes, values, scale):
-    """The float32 weight ``scale[:, None, ...] * values[codes]`` (no scale: ``values[codes]``)."""
-    weight = np.asarray(values, np.float32)[codes]
-    if scale is None:
-        return weight
-    return np.asarray(scale, np.float32).reshape((-1,) + (1,) * (weight.ndim - 1)) * weight
 
 
 def quantized_weights(network):
@@ -193,54 +137,15 @@ def save_packed(network, file_name):
     layers = require_quantized_weights(network, "network")
     if not isinstance(file_name, str) or not file_name:
         raise TypeError(f"'file_name' must be a non-empty str, but got {file_name!r}.")
-    tensors = _stored_tensors(network, layers)
-    entries, blobs, offset = [], [], 0
-    for name, array in tensors.items():
-        data = np.ascontiguousarray(array).tobytes()
-        entries.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape),
-                        "offset": offset, "nbytes": len(data)})
-        blobs.append(data)
-        offset += len(data)
-    header = json.dumps({
-        "layers": [{"path": layer.path, "shape": list(layer.codes.shape), "bits": layer.bits,
-                    "input_quantizer_bits": None if layer.input_quantizer is None else layer.input_quantizer.num_bits}
-                   for layer in layers],
-        "tensors": entries}).encode("utf-8")
-    body = MAGIC + _PREFIX.pack(FORMAT_VERSION, len(header)) + header + b"".join(blobs)
+    header = {"layers": [{"path": layer.path, "shape": list(layer.codes.shape), "bits": layer.bits,
+                          "input_quantizer_bits": None if layer.input_quantizer is None
+                          else layer.input_quantizer.num_bits} for layer in layers]}
+    content = file_bytes(header, _stored_tensors(network, layers))
     temporary = file_name + ".partial"
     with open(temporary, "wb") as stream:
-        stream.write(body + hashlib.sha256(body).digest())
+        stream.write(content)
     os.replace(temporary, file_name)
     return file_name
-
-
-def read_packed(file_name):
-    """The header (dict with 'layers') and tensors (name -> ndarray) of a packed file, after checking
-    its magic, format version and checksum; ``PackedFileError`` for anything else."""
-    if not isinstance(file_name, str) or not os.path.isfile(file_name):
-        raise ValueError(f"'file_name' must be an existing packed file, but got {file_name!r}.")
-    with open(file_name, "rb") as stream:
-        content = stream.read()
-    fixed = len(MAGIC) + _PREFIX.size
-    if len(content) < fixed + _DIGEST_BYTES or not content.startswith(MAGIC):
-        raise PackedFileError(f"'{file_name}' is not an SLB packed file, or is truncated "
-                              f"({len(content)} bytes).")
-    version, header_length = _PREFIX.unpack_from(content, len(MAGIC))
-    if version != FORMAT_VERSION:
-        raise PackedFileError(f"'{file_name}' has packed format version {version}; this mindspore_slb "
-                              f"reads version {FORMAT_VERSION} only.")
-    body, digest = content[:-_DIGEST_BYTES], content[-_DIGEST_BYTES:]
-    if hashlib.sha256(body).digest() != digest:
-        raise PackedFileError(f"'{file_name}' fails its checksum: the file is truncated or corrupted.")
-    try:
-        header = json.loads(body[fixed:fixed + header_length].decode("utf-8"))
-        data = memoryview(body)[fixed + header_length:]
-        tensors = {entry["name"]: np.frombuffer(data[entry["offset"]:entry["offset"] + entry["nbytes"]],
-                                                np.dtype(entry["dtype"])).reshape(entry["shape"]).copy()
-                   for entry in header["tensors"]}
-    except (ValueError, KeyError, TypeError) as error:
-        raise PackedFileError(f"'{file_name}' has a malformed header: {error}") from error
-    return header, tensors
 
 
 def _check_network(network, layers, tensors):
@@ -279,15 +184,8 @@ def _check_network(network, layers, tensors):
 
 
 def _decoded(layer, tensors, file_name):
-    path, shape, bits = layer["path"], tuple(layer["shape"]), layer["bits"]
-    try:
-        codes = unpack_codes(tensors[f"{path}.weight_codes"], bits, int(np.prod(shape))).reshape(shape)
-        values = tensors[f"{path}.weight_values"]
-        if len(values) != 2 ** bits:
-            raise ValueError(f"{len(values)} candidate values for {bits} bits")
-    except (KeyError, ValueError) as error:
-        raise PackedFileError(f"'{file_name}' is inconsistent at layer '{path}': {error}") from error
-    return decode_weight(codes, values, tensors.get(f"{path}.weight_scale"))
+    codes, values = layer_codes(layer, tensors, file_name)
+    return decode_weight(codes, values, tensors.get(f"{layer['path']}.weight_scale"))
 
 
 def _input_quantizer(layer, tensors, file_name):

@@ -1,6 +1,7 @@
-"""Convert a trained checkpoint to the deployable network and export it as MINDIR.
+"""Convert a trained checkpoint to the deployable network and export it, with a size report.
 
     python scripts/export.py --config_path configs/resnet18_cifar10_config.yaml [--checkpoint_file_path CKPT]
+        [--file_format MINDIR | MINDIR_PACKED | SLB | ONNX | ONNX_PACKED]
 """
 import os
 import sys

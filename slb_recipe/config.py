@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import yaml
 
 from slb_recipe.dataset import DATASETS
+from slb_recipe.export_formats import EXPORT_FORMATS
 from slb_recipe.lr_schedule import DECAY_MODES
 from slb_recipe.resnet import CONV_INITS, DENSE_INITS
 
@@ -121,10 +122,11 @@ OPTIONS = {
                                         "network SLB or STE starts from: quantizing a trained network"),
     "has_trained_epoch": Option(int, 0, "epochs already trained, for a checkpoint that records none", minimum=0),
     "checkpoint_file_path": Option(str, "", "checkpoint for eval.py/export.py (empty: the run's latest)"),
-    "file_name": Option(str, "resnet18_slb", "exported file name, without extension (MINDIR_PACKED adds _packed)"),
-    "file_format": Option(str, "MINDIR", "export format: MINDIR (discrete weights as float32), MINDIR_PACKED "
-                                         "(bit-packed weights unpacked in the graph), SLB (mindspore_slb's "
-                                         "packed file)", ("MINDIR", "MINDIR_PACKED", "SLB")),
+    "file_name": Option(str, "resnet18_slb", "exported file name, without extension (MINDIR_PACKED and "
+                                             "ONNX_PACKED add _packed)"),
+    "file_format": Option(str, "MINDIR", "export format: " + ", ".join(
+        f"{name} ({export_format.description})" for name, export_format in EXPORT_FORMATS.items()),
+        tuple(EXPORT_FORMATS)),
 }
 
 _TRUE_WORDS = ("true", "yes", "1")

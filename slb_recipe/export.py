@@ -1,50 +1,27 @@
 """Export a trained checkpoint for deployment, with a size report.
 
     python scripts/export.py --config_path configs/resnet18_cifar10_config.yaml [--checkpoint_file_path CKPT]
-        [--file_format MINDIR | MINDIR_PACKED | SLB]
+        [--file_format MINDIR | MINDIR_PACKED | SLB | ONNX | ONNX_PACKED]
 
 MINDIR (``<file_name>.mindir``): the converted network (discrete weights stored as float32).
 MINDIR_PACKED (``<file_name>_packed.mindir``): a MINDIR whose quantized weights are bit-packed uint8
 codes unpacked inside the graph. SLB (``<file_name>.slb``): mindspore_slb's packed file
-(``mindspore_slb.load_packed`` loads it into the float ResNet18). Beside the file,
+(``mindspore_slb.load_packed`` loads it into the float ResNet18, ``mindspore_slb.slb_reader`` reads
+it with NumPy alone). ONNX (``<file_name>.onnx``) and ONNX_PACKED (``<file_name>_packed.onnx``): the
+converted network for onnxruntime, with float32 or bit-packed weights (``mindspore_slb.save_onnx``).
+The formats and their writers: ``slb_recipe.export_formats``. Beside the file,
 ``<file>.size.md`` lists what each layer costs, and the file's size against the float checkpoint.
 """
 import os
 import tempfile
-from collections import namedtuple
 
 import numpy as np
 import mindspore as ms
 
-from mindspore_slb import packed_network, save_packed
 from mindspore_slb.packing import size_rows
 from slb_recipe.common import RecipeError, load_trained_network, script_main, setup_runtime
+from slb_recipe.export_formats import EXPORT_FORMATS, FormatError
 from slb_recipe.resnet import resnet18
-
-ExportFormat = namedtuple("ExportFormat", "ending packed write")
-
-
-def _write_mindir(net, algo, sample, path):
-    ms.export(net if algo is None else algo.convert(net), sample, file_name=path, file_format="MINDIR")
-
-
-def _write_packed_mindir(net, _algo, sample, path):
-    ms.export(packed_network(net), sample, file_name=path, file_format="MINDIR")
-
-
-def _write_packed_file(net, _algo, _sample, path):
-    save_packed(net, path)
-
-
-# Each format: what follows file_name in its file's name (the two MINDIRs differ, so that exporting
-# both keeps both), whether quantized weights are stored packed, and how it is written from the
-# trained network (net, algo or None for W32, sample input, the file's path).
-EXPORT_FORMATS = {
-    "MINDIR": ExportFormat(".mindir", False, _write_mindir),
-    "MINDIR_PACKED": ExportFormat("_packed.mindir", True, _write_packed_mindir),
-    "SLB": ExportFormat(".slb", True, _write_packed_file),
-}
-
 
 def float_checkpoint_bytes(config):
     """Size of the checkpoint of the same ResNet18 with float weights."""
@@ -89,7 +66,10 @@ def run(config):
     path = os.path.join(config.output_path, config.file_name + export_format.ending)
     # Before writing: convert and packing turn the quantized layers into deployable ones in place.
     rows = None if algo is None else size_rows(net, packed=export_format.packed)
-    export_format.write(net, algo, sample, path)
+    try:
+        export_format.write(net, algo, sample, path)
+    except FormatError as error:
+        raise RecipeError(f"file_format {config.file_format}: {error}") from None
     print(f"exported {config.quant_type} network from {checkpoint} to {path}")
     if rows is not None:
         report = size_report(rows, path, config)

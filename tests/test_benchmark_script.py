@@ -92,3 +92,17 @@ def test_scale_cost_and_the_kernel_micro_benchmark_time_every_configuration():
     _, stdout = run_benchmark("bench_soft_weight.py", "--weights", "4096", "--bits", "1", "--repeats", "1")
     timed = [line.split("|") for line in stdout.splitlines() if line.strip().startswith("2 |")]
     assert len(timed) == 1 and float(timed[0][3].strip().rstrip("x")) > 0
+
+
+def test_tiny_onnx_benchmark_reports_sizes_times_and_equal_outputs(tmp_path):
+    script = os.path.join(os.path.dirname(SCRIPT), "onnx_benchmark.py")
+    out = tmp_path / "onnx.json"
+    done = subprocess.run([sys.executable, script, "--bits", "2", "--width", "4", "--batch_size", "2",
+                           "--image_size", "16", "--rounds", "2", "--output_path", str(tmp_path), "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["packed_bytes"] == os.path.getsize(tmp_path / "w2_packed.onnx")
+    assert row["float_bytes"] == os.path.getsize(tmp_path / "w2.onnx")
+    assert row["packed_vs_float_onnx"] == 0 and row["packed_vs_converted"] < 1e-5 and row["ratio"][0] > 0
+    assert [line for line in done.stdout.splitlines() if line.startswith("| W2 | ")]

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 from mindspore import Parameter, Tensor, nn
 
-from mindspore_slb import (PackedFileError, QuantDtype, SlbQuantAwareTraining, load_packed, packed_network,
-                           save_packed)
+from mindspore_slb import PackedFileError, QuantDtype, load_packed, packed_network, save_packed
 from mindspore_slb.packed_layers import UnpackWeight
 from mindspore_slb.packing import (FORMAT_VERSION, MAGIC, QuantizedWeight, decode_weight, pack_codes, size_rows,
                                    unpack_codes)
-from tiny_nets import ConvBnNet, batches
+from tiny_nets import ConvBnNet, randomly_searched
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
@@ -25,18 +24,7 @@ DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 def quantized_network(bits, act_quant, seed=0):
     """A quantized ConvBnNet with random logits (every candidate in use) and observed activation
     ranges; the same network for the same arguments."""
-    ms.set_seed(seed)
-    algo = SlbQuantAwareTraining({"quant_dtype": DTYPES[bits], "enable_act_quant": act_quant})
-    network = algo.apply(ConvBnNet())
-    rng = np.random.default_rng(seed)
-    for param in network.get_parameters():
-        if param.name.endswith("weight_logits"):
-            param.set_data(Tensor(rng.normal(size=param.shape).astype(np.float32)))
-    _, images, _ = batches(num_samples=8)
-    network.set_train(True)
-    network(images)
-    network.set_train(False)
-    return algo, network, images
+    return randomly_searched(ConvBnNet, {"quant_dtype": DTYPES[bits], "enable_act_quant": act_quant}, seed)
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4])

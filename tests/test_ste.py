@@ -4,6 +4,7 @@ import os
 
 import mindspore as ms
 import numpy as np
+import onnxruntime
 import pytest
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.train.callback import Callback
@@ -249,3 +250,7 @@ def test_recipe_w1_ste_trains_evaluates_and_exports(tmp_path, capsys):
     graph = nn.GraphCell(ms.load(mindir))
     # Outputs reach 1e4 in a network trained for two steps: float32 rounding of the compiled graph.
     np.testing.assert_allclose(graph(images[:1]).asnumpy(), expected[:1], rtol=1e-5, atol=1e-5)
+    packed_onnx = export.main(args + ["--file_format", "ONNX_PACKED", "--file_name", "ste"])
+    session = onnxruntime.InferenceSession(packed_onnx)
+    np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: images[:1].asnumpy()})[0],
+                               expected[:1], rtol=1e-5, atol=1e-5)

@@ -6,7 +6,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 import mindspore.dataset as ds
 
-from mindspore_slb import SlbQuantLayer
+from mindspore_slb import SlbQuantAwareTraining, SlbQuantLayer
 
 
 class ConvBnNet(nn.Cell):
@@ -43,6 +43,24 @@ def batches(num_samples=32, image_size=8, num_classes=4, batch_size=8, seed=0):
         image[:, row * half:(row + 1) * half, col * half:(col + 1) * half] += 1.5
     dataset = ds.NumpySlicesDataset({"image": images, "label": labels}, shuffle=False)
     return dataset.batch(batch_size), Tensor(images), labels
+
+
+def randomly_searched(make_network, config, seed=0):
+    """SLB (``config``) applied to ``make_network()`` with random logits (every candidate in use) and
+    observed activation ranges, in evaluation mode; the same network for the same arguments.
+    Returns (algo, network, images)."""
+    ms.set_seed(seed)
+    algo = SlbQuantAwareTraining(config)
+    network = algo.apply(make_network())
+    rng = np.random.default_rng(seed)
+    for param in network.get_parameters():
+        if param.name.endswith("weight_logits"):
+            param.set_data(Tensor(rng.normal(size=param.shape).astype(np.float32)))
+    _, images, _ = batches(num_samples=8)
+    network.set_train(True)
+    network(images)
+    network.set_train(False)
+    return algo, network, images
 
 
 def train_model(network, dataset, learning_rate=0.05):
