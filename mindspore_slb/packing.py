@@ -50,6 +50,12 @@ class PackedFileError(ValueError):
     """A packed file that cannot be read: truncated, corrupted or of another format version."""
 
 
+def fspath(value):
+    """``value`` as a str when it is an ``os.PathLike`` path (``pathlib.Path``), else unchanged for the
+    caller's own checks."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 def _check_bits(bits):
     if isinstance(bits, bool) or bits not in SUPPORTED_BITS:
         raise ValueError(f"'bits' must be one of {SUPPORTED_BITS}, but got {bits!r}.")
@@ -185,15 +191,24 @@ def save_packed(network, file_name):
 
     Args:
         network (Cell): the network returned by ``SlbQuantAwareTraining.apply`` (trained).
-        file_name (str): the file to write (conventionally ``*.slb``).
+        file_name (str or os.PathLike): the file to write (conventionally ``*.slb``).
 
     Returns:
         str: ``file_name``.
     """
     layers = require_quantized_weights(network, "network")
+    file_name = fspath(file_name)
     if not isinstance(file_name, str) or not file_name:
-        raise TypeError(f"'file_name' must be a non-empty str, but got {file_name!r}.")
-    tensors = _stored_tensors(network, layers)
+        raise TypeError(f"'file_name' must be a non-empty str or os.PathLike, but got {file_name!r}.")
+    header_layers = [{"path": layer.path, "shape": list(layer.codes.shape), "bits": layer.bits,
+                      "input_quantizer_bits": None if layer.input_quantizer is None else layer.input_quantizer.num_bits}
+                     for layer in layers]
+    return write_packed(file_name, header_layers, _stored_tensors(network, layers))
+
+
+def write_packed(file_name, header_layers, tensors):
+    """Write the packed file of the header's layer entries and the tensors (name -> ndarray), in the
+    layout ``read_packed`` reads; returns ``file_name``."""
     entries, blobs, offset = [], [], 0
     for name, array in tensors.items():
         data = np.ascontiguousarray(array).tobytes()
@@ -201,11 +216,7 @@ def save_packed(network, file_name):
                         "offset": offset, "nbytes": len(data)})
         blobs.append(data)
         offset += len(data)
-    header = json.dumps({
-        "layers": [{"path": layer.path, "shape": list(layer.codes.shape), "bits": layer.bits,
-                    "input_quantizer_bits": None if layer.input_quantizer is None else layer.input_quantizer.num_bits}
-                   for layer in layers],
-        "tensors": entries}).encode("utf-8")
+    header = json.dumps({"layers": header_layers, "tensors": entries}).encode("utf-8")
     body = MAGIC + _PREFIX.pack(FORMAT_VERSION, len(header)) + header + b"".join(blobs)
     temporary = file_name + ".partial"
     with open(temporary, "wb") as stream:
@@ -216,7 +227,8 @@ def save_packed(network, file_name):
 
 def read_packed(file_name):
     """The header (dict with 'layers') and tensors (name -> ndarray) of a packed file, after checking
-    its magic, format version and checksum; ``PackedFileError`` for anything else."""
+    its magic, format version, checksum and header; ``PackedFileError`` for anything else."""
+    file_name = fspath(file_name)
     if not isinstance(file_name, str) or not os.path.isfile(file_name):
         raise ValueError(f"'file_name' must be an existing packed file, but got {file_name!r}.")
     with open(file_name, "rb") as stream:
@@ -234,6 +246,7 @@ def read_packed(file_name):
         raise PackedFileError(f"'{file_name}' fails its checksum: the file is truncated or corrupted.")
     try:
         header = json.loads(body[fixed:fixed + header_length].decode("utf-8"))
+        _check_header(header)
         data = memoryview(body)[fixed + header_length:]
         tensors = {entry["name"]: np.frombuffer(data[entry["offset"]:entry["offset"] + entry["nbytes"]],
                                                 np.dtype(entry["dtype"])).reshape(entry["shape"]).copy()
@@ -241,6 +254,26 @@ def read_packed(file_name):
     except (ValueError, KeyError, TypeError) as error:
         raise PackedFileError(f"'{file_name}' has a malformed header: {error}") from error
     return header, tensors
+
+
+# What each entry of the header's 'layers' holds: its key, the types allowed and, in words, what is allowed.
+_LAYER_ENTRY = (("path", (str,), "a str"), ("shape", (list,), "a list of sizes"),
+                ("bits", (int,), f"one of {SUPPORTED_BITS}"), ("input_quantizer_bits", (int, type(None)), "an int or null"))
+
+
+def _check_header(header):
+    """Raise ValueError naming the first header entry that ``load_packed`` could not use."""
+    if not isinstance(header, dict) or not all(isinstance(header.get(key), list) for key in ("layers", "tensors")):
+        raise ValueError("it must be a JSON object with the lists 'layers' and 'tensors'")
+    for index, layer in enumerate(header["layers"]):
+        for key, kinds, allowed in _LAYER_ENTRY:
+            if not isinstance(layer, dict) or key not in layer:
+                raise ValueError(f"layer {index} lacks '{key}'")
+            value = layer[key]
+            if isinstance(value, bool) or not isinstance(value, kinds) or \
+                    (key == "bits" and value not in SUPPORTED_BITS) or \
+                    (key == "shape" and not all(isinstance(size, int) and size > 0 for size in value)):
+                raise ValueError(f"layer {index} has '{key}' {value!r}, not {allowed}")
 
 
 def _check_network(network, layers, tensors):
@@ -283,11 +316,15 @@ def _decoded(layer, tensors, file_name):
     try:
         codes = unpack_codes(tensors[f"{path}.weight_codes"], bits, int(np.prod(shape))).reshape(shape)
         values = tensors[f"{path}.weight_values"]
-        if len(values) != 2 ** bits:
-            raise ValueError(f"{len(values)} candidate values for {bits} bits")
+        if values.shape != (2 ** bits,):
+            raise ValueError(f"weight_values has shape {values.shape}, {bits} bits need {2 ** bits} candidate values")
+        scale = tensors.get(f"{path}.weight_scale")
+        if scale is not None and scale.shape != shape[:1]:
+            raise ValueError(f"weight_scale has shape {scale.shape}, the weight's {shape[0]} output channels "
+                             f"need {shape[:1]}")
     except (KeyError, ValueError) as error:
         raise PackedFileError(f"'{file_name}' is inconsistent at layer '{path}': {error}") from error
-    return decode_weight(codes, values, tensors.get(f"{path}.weight_scale"))
+    return decode_weight(codes, values, scale)
 
 
 def _input_quantizer(layer, tensors, file_name):
@@ -314,7 +351,7 @@ def load_packed(network, file_name):
 
     Args:
         network (Cell): the float architecture the quantized network was made from.
-        file_name (str): a file written by ``save_packed``.
+        file_name (str or os.PathLike): a file written by ``save_packed``.
 
     Returns:
         Cell: the deployable network (``network``, or the wrapped layer when ``network`` is itself the
