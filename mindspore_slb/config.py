@@ -104,6 +104,7 @@ _FIELD_CHECKS = {
     "exclude_layers": check_exclude_layers,
     "layer_bits": check_layer_bits,
     "weight_search": lambda name, value: check_choice(name, value, WEIGHT_SEARCHES),
+    "quantize_frozen_layers": check_bool,
 }
 
 
@@ -125,6 +126,7 @@ class SlbConfig:
     exclude_layers: tuple = ()
     layer_bits: dict = field(default_factory=dict)
     weight_search: str = SLB
+    quantize_frozen_layers: bool = False
 
     def set(self, name, value):
         """Validate ``value`` for field ``name`` and store it."""
@@ -166,7 +168,8 @@ class SlbConfig:
 
 CONFIG_KEYS = ("quant_dtype", "enable_act_quant", "enable_bn_calibration", "epoch_size",
                "has_trained_epoch", "t_start_val", "t_start_time", "t_end_time", "t_factor",
-               "enable_dense_quant", "enable_weight_scale", "exclude_layers", "layer_bits", "weight_search")
+               "enable_dense_quant", "enable_weight_scale", "exclude_layers", "layer_bits", "weight_search",
+               "quantize_frozen_layers")
 
 
 def split_quant_dtype(value):

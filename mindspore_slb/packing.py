@@ -258,7 +258,8 @@ def read_packed(file_name):
 
 # What each entry of the header's 'layers' holds: its key, the types allowed and, in words, what is allowed.
 _LAYER_ENTRY = (("path", (str,), "a str"), ("shape", (list,), "a list of sizes"),
-                ("bits", (int,), f"one of {SUPPORTED_BITS}"), ("input_quantizer_bits", (int, type(None)), "an int or null"))
+                ("bits", (int,), f"one of {SUPPORTED_BITS}"),
+                ("input_quantizer_bits", (int, type(None)), "an int or null"))
 
 
 def _check_header(header):
