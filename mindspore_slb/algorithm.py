@@ -217,6 +217,12 @@ class SlbQuantAwareTraining:
             return _CallbackGroup([_SearchLeftSoftWarning()])
         return _CallbackGroup(self._make_callbacks(None, None, None))
 
+    def check_schedule(self):
+        """Raise, as ``callbacks()`` and ``set_epoch_temperature`` would, when the temperature schedule
+        cannot run: ``epoch_size`` or ``has_trained_epoch`` unset, no epoch left, ``t_end_time`` before
+        ``t_start_time``, or a temperature beyond the largest. For checking settings before training."""
+        self._config.check_schedule()
+
     def set_epoch_temperature(self, network, epoch):
         """For a training loop of one's own (no ``Model.train``, so no callbacks): set every SLB
         quantizer in ``network`` to the schedule's temperature for ``epoch`` and, from the schedule's

@@ -22,6 +22,14 @@ PARTIAL_INFIX = ".partial."
 EPOCH_KEY = "epoch_num"
 # Config keys a checkpoint records: a network of other values cannot use its parameters.
 RECORD_KEYS = ("quant_type", "width", "class_num", "dataset")
+# Recorded too where SLB is applied (not W32): the keys that decide which parameters SLB gives the network.
+# A scale the run lacks would otherwise be left unloaded without a word.
+SLB_RECORD_KEYS = ("enable_weight_scale", "enable_dense_quant", "exclude_layers", "layer_bits")
+# Recorded in a canonical form, so that spellings of the same setting compare equal.
+CANONICAL_RECORD = {
+    "exclude_layers": lambda text: ",".join(split_patterns(text)),
+    "layer_bits": lambda text: ",".join(f"{pattern}:{bits}" for pattern, bits in parse_layer_bits(text).items()),
+}
 TOPK_METRICS = ("top_1_accuracy", "top_5_accuracy")
 
 
@@ -130,11 +138,22 @@ def build_slb_algorithm(config, has_trained_epoch):
 
 
 def build_network(config, has_trained_epoch=0):
-    """ResNet18 for the config, with SLB applied unless quant_type is W32. Returns (net, algo)."""
+    """ResNet18 for the config, with SLB applied unless quant_type is W32. Returns (net, algo).
+
+    The temperature schedule is checked here too, so that settings SLB refuses stop a run before
+    any data is read.
+    """
     net = resnet18(config.class_num, config.width, config.conv_init, config.dense_init)
     algo = build_slb_algorithm(config, has_trained_epoch)
     if algo is not None:
-        net = algo.apply(net)
+        # Golden Stick's algorithm (served by benchmarks/side_by_side.py's shim) has no such check.
+        check_schedule = getattr(algo, "check_schedule", None)
+        try:
+            if check_schedule is not None:
+                check_schedule()
+            net = algo.apply(net)
+        except ValueError as error:  # mindspore_slb's one-line messages name the key
+            raise RecipeError(f"SLB refuses these settings: {error}") from error
     return net, algo
 
 
@@ -169,7 +188,8 @@ def save_checkpoint_atomically(cell, path, append_dict):
 
 def checkpoint_record(config):
     """What a checkpoint of this run records about the network it holds."""
-    return {key: getattr(config, key) for key in RECORD_KEYS}
+    keys = RECORD_KEYS + (SLB_RECORD_KEYS if config.quant_type != "W32" else ())
+    return {key: CANONICAL_RECORD.get(key, lambda value: value)(getattr(config, key)) for key in keys}
 
 
 def read_checkpoint(path, config):
@@ -187,8 +207,8 @@ def read_checkpoint(path, config):
     for key, expected in checkpoint_record(config).items():
         recorded = _recorded_value(param_dict, key)
         if recorded is not None and recorded != expected:
-            raise RecipeError(f"checkpoint '{path}' was trained with {key} {recorded}, "
-                              f"this run has {key} {expected}")
+            raise RecipeError(f"checkpoint '{path}' was trained with {key} {_shown(recorded)}, "
+                              f"this run has {key} {_shown(expected)}")
     return param_dict
 
 
@@ -198,6 +218,10 @@ def _recorded_value(param_dict, key):
         return None
     value = param_dict[key]
     return value if isinstance(value, str) else value.asnumpy().item()
+
+
+def _shown(value):
+    return repr(value) if value == "" else value
 
 
 def epoch_reached(param_dict):

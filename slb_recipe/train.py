@@ -15,7 +15,7 @@ from slb_recipe.lr_schedule import get_lr
 from slb_recipe.common import (RecipeError, build_network, checkpoint_dir, checkpoint_record, create_split,
                                epoch_reached, evaluate, load_into_network, loss_function, read_checkpoint,
                                script_main, setup_runtime)
-from slb_recipe.output_folder import claimed_folder
+from slb_recipe.output_folder import claimed_folder, refuse_other_runs_checkpoints
 
 # A weight scale, like a BatchNorm scale, sets a magnitude: decaying it would shrink the layer.
 NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias", "weight_scale")
@@ -97,11 +97,15 @@ def run(config, prepare_network=None):
 
 def _train(config, rank_id, rank_size, prepare_network):
     resumed, has_trained_epoch = resume_state(config)
+    # Before any data is read: another run's checkpoints in the folder, and settings SLB refuses.
+    if config.save_checkpoint:
+        refuse_other_runs_checkpoints(checkpoint_dir(config, rank_id), config.quant_type, resumed is not None,
+                                      has_trained_epoch)
+    net, algo = build_network(config, has_trained_epoch)
     train_data = create_split(config, True, rank_id, rank_size, first_epoch=has_trained_epoch)
     steps_per_epoch = train_data.get_dataset_size()
     if steps_per_epoch == 0:
         raise RecipeError(f"batch_size {config.batch_size} is larger than the training samples of one worker")
-    net, algo = build_network(config, has_trained_epoch)
     if prepare_network is not None:
         prepare_network(net)
     if resumed is not None:
