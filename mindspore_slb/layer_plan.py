@@ -86,7 +86,8 @@ def check_plan(network, config):
     quantized, left_float = [], []
     for path, cell in network.cells_and_names():
         handler = handler_for(cell)
-        if handler is None:
+        # apply replaces a quantized layer whole: what is inside it is not a layer of its own.
+        if handler is None or any(not outer or path.startswith(f"{outer}.") for outer in quantized):
             continue
         reason = float_reason(path, cell, handler, config)
         if reason is not None:
