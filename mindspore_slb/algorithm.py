@@ -12,8 +12,9 @@ from mindspore_slb.callbacks import (BNCalibration, TemperatureScheduler, _Callb
                                     set_epoch_temperature)
 from mindspore_slb.config import CONFIG_KEYS, SlbConfig, split_quant_dtype
 from mindspore_slb.convert import convert_network
-from mindspore_slb.layer_plan import bits_for, format_summary, summary_row, type_enabled, unused_patterns
-from mindspore_slb.packing import refuse_packed
+from mindspore_slb.layer_plan import (bits_for, check_plan, float_reason, format_summary, summary_row, type_enabled,
+                                      unused_patterns)
+from mindspore_slb.packing import fspath, refuse_packed
 from mindspore_slb.registry import handler_for, is_quantized, registered_layers, search_argument
 from mindspore_slb.rewrite import replace_cells
 
@@ -28,8 +29,8 @@ class SlbQuantAwareTraining:
             ``enable_act_quant``, ``enable_bn_calibration``, ``epoch_size``, ``has_trained_epoch``,
             ``t_start_val``, ``t_start_time``, ``t_end_time``, ``t_factor``, and beyond Golden
             Stick ``t_end_val``, ``enable_dense_quant``, ``enable_weight_scale``, ``exclude_layers``,
-            ``layer_bits``, ``weight_search``. Each is validated like its setter; an unknown key is
-            an error.
+            ``layer_bits``, ``weight_search``, ``quantize_frozen_layers``. Each is validated like its
+            setter; an unknown key is an error.
 
     Example:
         >>> algo = SlbQuantAwareTraining({"epoch_size": 100, "has_trained_epoch": 0})
@@ -134,11 +135,17 @@ class SlbQuantAwareTraining:
         compare SLB against; it has no temperature, so the temperature schedule leaves it alone."""
         self._config.set("weight_search", weight_search)
 
+    def set_quantize_frozen_layers(self, quantize_frozen_layers):
+        """Also quantize layers whose weight is frozen (``requires_grad=False``; default False: such a
+        layer is a fixed operator, such as a detector's integral conv, and stays in float)."""
+        self._config.set("quantize_frozen_layers", quantize_frozen_layers)
+
     def layer_summary(self):
         """The layers the last ``apply`` found quantizable, in network order.
 
         Returns:
-            list[LayerSummary]: path, cell type, weight shape, bits or "float", params.
+            list[LayerSummary]: path, cell type, weight shape, bits or "float", params, and why a
+            layer left in float was.
         """
         return list(self._summary)
 
@@ -156,6 +163,7 @@ class SlbQuantAwareTraining:
         if any(is_quantized(cell) for _, cell in network.cells_and_names()):
             raise ValueError("'network' already contains SLB-quantized layers: SLB was applied to it before.")
         config = self._config
+        check_plan(network, config)
         rows = []
         enabled_layers = []
 
@@ -172,7 +180,8 @@ class SlbQuantAwareTraining:
                 replacement = handler.quantized_type(cell, bits, act_quantizer, config.enable_weight_scale,
                                                      **search_argument(handler, config.weight_search))
                 replacement.start_at_temperature(config.t_start_val)
-            rows.append(summary_row(path, cell, cell if replacement is None else replacement, bits))
+            rows.append(summary_row(path, cell, cell if replacement is None else replacement, bits,
+                                    None if bits is not None else float_reason(path, cell, handler, config)))
             return replacement
 
         network, replaced = replace_cells(network, quantize)
@@ -180,7 +189,7 @@ class SlbQuantAwareTraining:
         if not replaced:
             enabled = ", ".join(handler.float_type.__name__ for handler in registered_layers()
                                 if type_enabled(handler, config))
-            found = (f"its {len(enabled_layers)} layer(s) of the enabled types ({enabled}) are all excluded"
+            found = (f"its {len(enabled_layers)} layer(s) of the enabled types ({enabled}) are all excluded or frozen"
                      if enabled_layers else f"it has no layer of the enabled types ({enabled})")
             raise ValueError(f"'network' ({type(network).__name__}) has no layer for SLB to quantize: {found}.")
         logger.info("SLB quantized %d of %d layers:\n%s", len(replaced), len(rows), format_summary(rows))
@@ -215,6 +224,12 @@ class SlbQuantAwareTraining:
         if config.epoch_size is None and config.has_trained_epoch is None and not config.enable_bn_calibration:
             return _CallbackGroup([_SearchLeftSoftWarning()])
         return _CallbackGroup(self._make_callbacks(None, None, None))
+
+    def check_schedule(self):
+        """Raise, as ``callbacks()`` and ``set_epoch_temperature`` would, when the temperature schedule
+        cannot run: ``epoch_size`` or ``has_trained_epoch`` unset, no epoch left, ``t_end_time`` before
+        ``t_start_time``, or a temperature beyond the largest. For checking settings before training."""
+        self._config.check_schedule()
 
     def set_epoch_temperature(self, network, epoch):
         """For a training loop of one's own (no ``Model.train``, so no callbacks): set every SLB
@@ -263,16 +278,18 @@ class SlbQuantAwareTraining:
 
         Args:
             net_opt (Cell): the network returned by ``apply``.
-            ckpt_path (str): a checkpoint to load into ``net_opt`` first; "" for none. It must hold
-                every parameter of the quantized layers.
+            ckpt_path (str or os.PathLike): a checkpoint to load into ``net_opt`` first; "" for none.
+                It must hold every parameter of the quantized layers.
 
         Returns:
             Cell: the deployable network.
         """
         if not isinstance(net_opt, nn.Cell):
             raise TypeError(f"'net_opt' must be a mindspore.nn.Cell, but got {type(net_opt).__name__}.")
+        ckpt_path = fspath(ckpt_path)
         if not isinstance(ckpt_path, str):
-            raise TypeError(f"'ckpt_path' must be a str, but got {ckpt_path!r} of type {type(ckpt_path).__name__}.")
+            raise TypeError(f"'ckpt_path' must be a str or os.PathLike, but got {ckpt_path!r} "
+                            f"of type {type(ckpt_path).__name__}.")
         refuse_packed(net_opt, "net_opt")
         quantized = [cell for _, cell in net_opt.cells_and_names() if is_quantized(cell)]
         if not quantized:

@@ -105,6 +105,7 @@ _FIELD_CHECKS = {
     "exclude_layers": check_exclude_layers,
     "layer_bits": check_layer_bits,
     "weight_search": lambda name, value: check_choice(name, value, WEIGHT_SEARCHES),
+    "quantize_frozen_layers": check_bool,
 }
 
 
@@ -128,6 +129,7 @@ class SlbConfig:
     exclude_layers: tuple = ()
     layer_bits: dict = field(default_factory=dict)
     weight_search: str = SLB
+    quantize_frozen_layers: bool = False
 
     def __post_init__(self):
         # The fields a user set, as opposed to defaults: t_factor and t_end_val exclude each other.
@@ -198,7 +200,8 @@ class SlbConfig:
 
 CONFIG_KEYS = ("quant_dtype", "enable_act_quant", "enable_bn_calibration", "epoch_size",
                "has_trained_epoch", "t_start_val", "t_start_time", "t_end_time", "t_factor", "t_end_val",
-               "enable_dense_quant", "enable_weight_scale", "exclude_layers", "layer_bits", "weight_search")
+               "enable_dense_quant", "enable_weight_scale", "exclude_layers", "layer_bits", "weight_search",
+               "quantize_frozen_layers")
 
 
 def split_quant_dtype(value):

@@ -19,7 +19,8 @@ from mindspore_slb.registry import is_quantized
 from mindspore_slb.rewrite import replace_cells
 # The format's names, re-exported: callers and tests import them from here.
 from mindspore_slb.slb_reader import (FORMAT_VERSION, MAGIC, SUPPORTED_BITS, PackedFileError,  # noqa: F401
-                                      decode_weight, file_bytes, layer_codes, pack_codes, read_packed, unpack_codes)
+                                      decode_weight, file_bytes, fspath, layer_codes, pack_codes, read_packed,
+                                      unpack_codes)
 
 QuantizedWeight = collections.namedtuple("QuantizedWeight",
                                          "path bits codes values scale input_quantizer replaced_parameters layer")
@@ -129,18 +130,25 @@ def save_packed(network, file_name):
 
     Args:
         network (Cell): the network returned by ``SlbQuantAwareTraining.apply`` (trained).
-        file_name (str): the file to write (conventionally ``*.slb``).
+        file_name (str or os.PathLike): the file to write (conventionally ``*.slb``).
 
     Returns:
         str: ``file_name``.
     """
     layers = require_quantized_weights(network, "network")
+    file_name = fspath(file_name)
     if not isinstance(file_name, str) or not file_name:
-        raise TypeError(f"'file_name' must be a non-empty str, but got {file_name!r}.")
-    header = {"layers": [{"path": layer.path, "shape": list(layer.codes.shape), "bits": layer.bits,
-                          "input_quantizer_bits": None if layer.input_quantizer is None
-                          else layer.input_quantizer.num_bits} for layer in layers]}
-    content = file_bytes(header, _stored_tensors(network, layers))
+        raise TypeError(f"'file_name' must be a non-empty str or os.PathLike, but got {file_name!r}.")
+    header_layers = [{"path": layer.path, "shape": list(layer.codes.shape), "bits": layer.bits,
+                      "input_quantizer_bits": None if layer.input_quantizer is None else layer.input_quantizer.num_bits}
+                     for layer in layers]
+    return write_packed(file_name, header_layers, _stored_tensors(network, layers))
+
+
+def write_packed(file_name, header_layers, tensors):
+    """Write the packed file of the header's layer entries and the tensors (name -> ndarray, in
+    network order), under a temporary name first; returns ``file_name``."""
+    content = file_bytes({"layers": header_layers}, tensors)
     temporary = file_name + ".partial"
     with open(temporary, "wb") as stream:
         stream.write(content)
@@ -212,7 +220,7 @@ def load_packed(network, file_name):
 
     Args:
         network (Cell): the float architecture the quantized network was made from.
-        file_name (str): a file written by ``save_packed``.
+        file_name (str or os.PathLike): a file written by ``save_packed``.
 
     Returns:
         Cell: the deployable network (``network``, or the wrapped layer when ``network`` is itself the

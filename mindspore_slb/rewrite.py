@@ -7,6 +7,7 @@ is: a plain Cell attribute, a ``SequentialCell`` built from a list or an ``Order
 """
 import time
 
+import mindspore as ms
 from mindspore import nn
 
 
@@ -14,11 +15,17 @@ from mindspore import nn
 # inputs. A replacement is a new Cell without it: under float16 its float32 weight would meet a
 # float16 input, and GRAPH mode and export fail.
 _PRECISION_FLAGS = ("fp16", "bf16", "fp32")
+# A layer built in a low precision (``nn.Conv2d(..., dtype=ms.float16)``) says so by its weight's
+# dtype, not by a flag; its replacement gets the flag, so it computes in that precision too.
+_WEIGHT_DTYPE_FLAGS = {ms.float16: "fp16", ms.bfloat16: "bf16"}
 
 
 def _carry_precision(cell, replacement):
     """Give ``replacement`` and its children the precision ``cell`` ran at."""
     precision = {name: value for name, value in cell.get_flags().items() if name in _PRECISION_FLAGS}
+    built_in = _WEIGHT_DTYPE_FLAGS.get(getattr(getattr(cell, "weight", None), "dtype", None))
+    if not precision and built_in:
+        precision = {built_in: True}
     if precision:
         replacement.add_flags_recursive(**precision)
     return replacement
@@ -39,7 +46,7 @@ def replace_cells(network, make_replacement):
     ``network`` itself), in ``cells_and_names`` order. A replaced cell's children are not visited.
     The replacement's parameters are named ``<that path>.<local name>``, as the replaced cell's
     were; no other parameter is renamed. The replacement runs at the replaced cell's precision
-    (its ``to_float`` / AMP flags).
+    (its ``to_float`` / AMP flags, or the float16 / bfloat16 dtype it was built in).
 
     Returns:
         tuple(Cell, dict): the network (the replacement when ``network`` itself was replaced) and

@@ -88,9 +88,16 @@ def file_bytes(header, tensors):
     return body + hashlib.sha256(body).digest()
 
 
+def fspath(value):
+    """``value`` as a str when it is an ``os.PathLike`` path (``pathlib.Path``), else unchanged for the
+    caller's own checks."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 def read_packed(file_name):
     """The header (dict with 'layers') and tensors (name -> ndarray) of a packed file, after checking
-    its magic, format version and checksum; ``PackedFileError`` for anything else."""
+    its magic, format version, checksum and header; ``PackedFileError`` for anything else."""
+    file_name = fspath(file_name)
     if not isinstance(file_name, str) or not os.path.isfile(file_name):
         raise ValueError(f"'file_name' must be an existing packed file, but got {file_name!r}.")
     with open(file_name, "rb") as stream:
@@ -108,6 +115,7 @@ def read_packed(file_name):
         raise PackedFileError(f"'{file_name}' fails its checksum: the file is truncated or corrupted.")
     try:
         header = json.loads(body[fixed:fixed + header_length].decode("utf-8"))
+        _check_header(header)
         data = memoryview(body)[fixed + header_length:]
         tensors = {entry["name"]: np.frombuffer(data[entry["offset"]:entry["offset"] + entry["nbytes"]],
                                                 np.dtype(entry["dtype"])).reshape(entry["shape"]).copy()
@@ -117,14 +125,40 @@ def read_packed(file_name):
     return header, tensors
 
 
+# What each entry of the header's 'layers' holds: its key, the types allowed and, in words, what is allowed.
+_LAYER_ENTRY = (("path", (str,), "a str"), ("shape", (list,), "a list of sizes"),
+                ("bits", (int,), f"one of {SUPPORTED_BITS}"),
+                ("input_quantizer_bits", (int, type(None)), "an int or null"))
+
+
+def _check_header(header):
+    """Raise ValueError naming the first header entry that a reader could not use."""
+    if not isinstance(header, dict) or not all(isinstance(header.get(key), list) for key in ("layers", "tensors")):
+        raise ValueError("it must be a JSON object with the lists 'layers' and 'tensors'")
+    for index, layer in enumerate(header["layers"]):
+        for key, kinds, allowed in _LAYER_ENTRY:
+            if not isinstance(layer, dict) or key not in layer:
+                raise ValueError(f"layer {index} lacks '{key}'")
+            value = layer[key]
+            if isinstance(value, bool) or not isinstance(value, kinds) or \
+                    (key == "bits" and value not in SUPPORTED_BITS) or \
+                    (key == "shape" and not all(isinstance(size, int) and size > 0 for size in value)):
+                raise ValueError(f"layer {index} has '{key}' {value!r}, not {allowed}")
+
+
 def layer_codes(layer, tensors, file_name):
-    """One header layer's integer codes (uint8, the weight's shape) and candidate values (float32, K)."""
+    """One header layer's integer codes (uint8, the weight's shape) and candidate values (float32, K),
+    after checking that its stored values and scale fit the weight."""
     path, shape, bits = layer["path"], tuple(layer["shape"]), layer["bits"]
     try:
         codes = unpack_codes(tensors[f"{path}.weight_codes"], bits, int(np.prod(shape))).reshape(shape)
         values = tensors[f"{path}.weight_values"]
-        if len(values) != 2 ** bits:
-            raise ValueError(f"{len(values)} candidate values for {bits} bits")
+        if values.shape != (2 ** bits,):
+            raise ValueError(f"weight_values has shape {values.shape}, {bits} bits need {2 ** bits} candidate values")
+        scale = tensors.get(f"{path}.weight_scale")
+        if scale is not None and scale.shape != shape[:1]:
+            raise ValueError(f"weight_scale has shape {scale.shape}, the weight's {shape[0]} output channels "
+                             f"need {shape[:1]}")
     except (KeyError, ValueError) as error:
         raise PackedFileError(f"'{file_name}' is inconsistent at layer '{path}': {error}") from error
     return codes, values

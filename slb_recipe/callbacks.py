@@ -215,8 +215,9 @@ class CheckpointSaver(RunEpochCallback):
     """Saves the train network (weights, BN statistics, optimizer moments) with the epoch reached.
 
     Saves every `save_every` epochs and at the last epoch, with `record` (checkpoint_record's keys)
-    beside the epoch reached; keeps the newest `keep_max` files, and writes each file under a
-    temporary name first so an interrupted run leaves the previous checkpoint intact and loadable.
+    beside the epoch reached; keeps the newest `keep_max` files it wrote (it deletes no other file),
+    and writes each file under a temporary name first so an interrupted run, or a failed write, leaves
+    the previous checkpoint intact and loadable.
     """
 
     def __init__(self, folder, record, has_trained_epoch, epoch_size, save_every, keep_max):
@@ -227,6 +228,7 @@ class CheckpointSaver(RunEpochCallback):
         self.save_every = save_every
         self.keep_max = keep_max
         self.last_path = None
+        self.written = []
 
     def on_train_epoch_end(self, run_context):
         epoch = self.run_epoch(run_context)
@@ -234,7 +236,16 @@ class CheckpointSaver(RunEpochCallback):
             return
         os.makedirs(self.folder, exist_ok=True)
         path = os.path.join(self.folder, checkpoint_name(self.quant_type, epoch))
-        save_checkpoint_atomically(run_context.original_args().train_network, path, {EPOCH_KEY: epoch, **self.record})
+        try:
+            save_checkpoint_atomically(run_context.original_args().train_network, path,
+                                       {EPOCH_KEY: epoch, **self.record})
+        except OSError as error:  # a full disk, a quota: the run stops, its last checkpoint stays usable
+            previous = saved_checkpoints(self.folder, self.quant_type)
+            kept = f"the previous checkpoint '{previous[-1][1]}' is intact" if previous else "no earlier checkpoint"
+            raise RecipeError(f"checkpoint '{path}' could not be written ({error.strerror or error}); {kept}") \
+                from error
         self.last_path = path
-        for _, old_path in saved_checkpoints(self.folder, self.quant_type)[:-self.keep_max]:
+        self.written.append(path)
+        for old_path in self.written[:-self.keep_max]:
             os.remove(old_path)
+        del self.written[:-self.keep_max]

@@ -22,6 +22,14 @@ PARTIAL_INFIX = ".partial."
 EPOCH_KEY = "epoch_num"
 # Config keys a checkpoint records: a network of other values cannot use its parameters.
 RECORD_KEYS = ("quant_type", "width", "class_num", "dataset")
+# Recorded too where SLB is applied (not W32): the keys that decide which parameters SLB gives the network.
+# A scale the run lacks would otherwise be left unloaded without a word.
+SLB_RECORD_KEYS = ("enable_weight_scale", "enable_dense_quant", "exclude_layers", "layer_bits")
+# Recorded in a canonical form, so that spellings of the same setting compare equal.
+CANONICAL_RECORD = {
+    "exclude_layers": lambda text: ",".join(split_patterns(text)),
+    "layer_bits": lambda text: ",".join(f"{pattern}:{bits}" for pattern, bits in parse_layer_bits(text).items()),
+}
 TOPK_METRICS = ("top_1_accuracy", "top_5_accuracy")
 
 
@@ -134,13 +142,23 @@ def build_network(config, has_trained_epoch=0, float_start=None):
 
     `float_start`, a W32 checkpoint's parameters (read_float_start), is loaded into the float
     network first: SLB then starts from what that network computes.
+
+    The temperature schedule is checked here too, so that settings SLB refuses stop a run before
+    any data is read.
     """
     net = resnet18(config.class_num, config.width, config.conv_init, config.dense_init)
     if float_start is not None:
         load_into_network(net, float_start, config.float_checkpoint)
     algo = build_slb_algorithm(config, has_trained_epoch)
     if algo is not None:
-        net = algo.apply(net)
+        # Golden Stick's algorithm (served by benchmarks/side_by_side.py's shim) has no such check.
+        check_schedule = getattr(algo, "check_schedule", None)
+        try:
+            if check_schedule is not None:
+                check_schedule()
+            net = algo.apply(net)
+        except ValueError as error:  # mindspore_slb's one-line messages name the key
+            raise RecipeError(f"SLB refuses these settings: {error}") from error
     return net, algo
 
 
@@ -175,7 +193,8 @@ def save_checkpoint_atomically(cell, path, append_dict):
 
 def checkpoint_record(config):
     """What a checkpoint of this run records about the network it holds."""
-    return {key: getattr(config, key) for key in RECORD_KEYS}
+    keys = RECORD_KEYS + (SLB_RECORD_KEYS if config.quant_type != "W32" else ())
+    return {key: CANONICAL_RECORD.get(key, lambda value: value)(getattr(config, key)) for key in keys}
 
 
 def read_checkpoint(path, config, record=None):
@@ -194,8 +213,8 @@ def read_checkpoint(path, config, record=None):
     for key, expected in (checkpoint_record(config) if record is None else record).items():
         recorded = _recorded_value(param_dict, key)
         if recorded is not None and recorded != expected:
-            raise RecipeError(f"checkpoint '{path}' was trained with {key} {recorded}, "
-                              f"this run has {key} {expected}")
+            raise RecipeError(f"checkpoint '{path}' was trained with {key} {_shown(recorded)}, "
+                              f"this run has {key} {_shown(expected)}")
     return param_dict
 
 
@@ -213,6 +232,8 @@ def read_float_start(config):
     if not config.float_checkpoint:
         return None
     return read_checkpoint(config.float_checkpoint, config, {**checkpoint_record(config), "quant_type": "W32"})
+def _shown(value):
+    return repr(value) if value == "" else value
 
 
 def epoch_reached(param_dict):

@@ -7,6 +7,7 @@ starts, with a one-line message naming the key and what it accepts.
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -98,7 +99,8 @@ OPTIONS = {
     "lr_end": Option(float, 0.00001, "learning rate at the last step", minimum=0),
     "use_label_smooth": Option(bool, True, "smooth the one-hot labels"),
     "label_smooth_factor": Option(float, 0.1, "label smoothing amount", minimum=0, maximum=0.999),
-    "seed": Option(int, 1, "random seed of initialisation and data order", minimum=0),
+    # MindSpore's seeds are unsigned 32-bit integers.
+    "seed": Option(int, 1, "random seed of initialisation and data order", minimum=0, maximum=2 ** 32 - 1),
     # run
     "device_target": Option(str, "auto", "auto: GPU when MindSpore can use one, else CPU", ("auto", "CPU", "GPU")),
     "mode_name": Option(str, "GRAPH", "MindSpore execution mode", ("GRAPH", "PYNATIVE")),
@@ -191,14 +193,41 @@ def _split_command_line(argv):
     return pairs
 
 
+class _DuplicateKey(yaml.YAMLError):
+    """A mapping gives one key twice: PyYAML would keep the last value without a word."""
+
+    def __init__(self, key, first_line, second_line):
+        super().__init__(f"key {key!r} twice")
+        self.key, self.lines = key, (first_line, second_line)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+    """yaml.safe_load's loader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        first_lines = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                continue  # _read_yaml refuses it, naming it
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                raise _DuplicateKey(key, first_lines[key], line)
+            first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path):
     if not os.path.isfile(path):
         raise ConfigError(f"config_path '{path}' is not a file")
     try:
         with open(path, encoding="utf-8") as stream:
-            content = yaml.safe_load(stream) or {}
+            content = yaml.load(stream, Loader=_UniqueKeyLoader) or {}  # a SafeLoader: no arbitrary objects
     except UnicodeDecodeError as error:
         raise ConfigError(f"config_path '{path}' is not UTF-8 text (byte {error.start})") from error
+    except _DuplicateKey as error:
+        raise ConfigError(f"config_path '{path}' gives the key '{error.key}' twice (lines {error.lines[0]} and "
+                          f"{error.lines[1]}); give each key once") from error
     except yaml.YAMLError as error:
         raise ConfigError(f"config_path '{path}' is not valid YAML: {str(error).splitlines()[0]}") from error
     if not isinstance(content, dict):
@@ -226,6 +255,26 @@ def parse_layer_bits(text):
     return bits
 
 
+# The characters MindSpore's export accepts in a file's path (mindspore._checkparam's
+# check_file_name_by_regular); anything else fails there, after the checkpoint was loaded.
+MINDIR_PATH_CHARACTERS = re.compile(r"[0-9a-zA-Z@_\-.:/\\]+")
+MINDIR_PATH_ALLOWED = "letters, digits and @ _ - . : / \\"
+
+
+def _check_output_names(values):
+    """file_name must name a visible file of output_path; a MINDIR's path must suit MindSpore's export."""
+    file_name = values["file_name"]
+    if not file_name or file_name.startswith(".") or "/" in file_name:
+        raise ConfigError(f"config key 'file_name' must be a file name not starting with '.' and without '/', "
+                          f"got {file_name!r}")
+    if values["file_format"].startswith("MINDIR"):
+        for key in ("output_path", "file_name"):
+            if not MINDIR_PATH_CHARACTERS.fullmatch(values[key]):
+                raise ConfigError(f"config key '{key}' must hold only {MINDIR_PATH_ALLOWED} (all MindSpore's export "
+                                  f"accepts for file_format {values['file_format']}; SLB accepts any), "
+                                  f"got {values[key]!r}")
+
+
 # Keys holding comma-separated values, each a valid value of the single-value key named beside them.
 LIST_KEYS = {"sweep_quant_types": "quant_type", "sweep_seeds": "seed"}
 
@@ -251,6 +300,7 @@ def parse_list(key, text):
 
 def _check_consistency(values, given):
     parse_layer_bits(values["layer_bits"])
+    _check_output_names(values)
     for key in LIST_KEYS:
         parse_list(key, values[key])
     if values["t_end_time"] < values["t_start_time"]:

@@ -129,6 +129,10 @@ def _read_cifar10(data_path, do_train, num_parallel_workers):
         if missing:  # else MindSpore would train on the files that are there, without a word
             raise DataPathError(f"data_path '{data_path}' lacks {', '.join(missing)} of the five CIFAR-10 training "
                                 "files data_batch_1..5.bin: incomplete download or extraction")
+        extra = [os.path.basename(path) for path in paths if os.path.basename(path) not in CIFAR_TRAIN_FILES]
+        if extra:  # MindSpore would train on these too
+            raise DataPathError(f"data_path '{data_path}' holds {', '.join(extra)} besides the five CIFAR-10 training "
+                                "files data_batch_1..5.bin, and MindSpore's reader would train on it too: move it out")
     label_count = max(_cifar10_label_count(path) for path in paths)
     data = ds.Cifar10Dataset(data_path, usage="train" if do_train else "test", shuffle=False,
                              num_parallel_workers=num_parallel_workers)
@@ -275,6 +279,8 @@ def read_idx(path, dimensions):
         raise DataPathError(f"'{path}' is not an idx file of {dimensions}-dimensional unsigned bytes "
                             f"(header {content[:4].hex() or 'missing'}, expected {bytes([0, 0, IDX_UBYTE, dimensions]).hex()})")
     shape = tuple(int(size) for size in np.frombuffer(content, ">u4", dimensions, offset=4))
+    if 0 in shape:
+        raise DataPathError(f"idx file '{path}' declares shape {shape}: an empty dimension, so it holds no data")
     expected = int(np.prod(shape))
     if len(content) - header_size != expected:
         raise DataPathError(f"idx file '{path}' declares shape {shape} ({expected} bytes) but holds "

@@ -58,11 +58,14 @@ def run(config):
     if config.quant_type == "W32" and export_format.packed:
         raise RecipeError(f"file_format {config.file_format} packs quantized weights; quant_type W32 has none "
                           "(use MINDIR)")
+    try:
+        os.makedirs(config.output_path, exist_ok=True)
+    except OSError as error:
+        raise RecipeError(f"output_path '{config.output_path}' is not a writable folder: {error.strerror}") from error
     setup_runtime(config)
     net, algo, checkpoint = load_trained_network(config)
     net.set_train(False)
     sample = ms.Tensor(np.zeros((1, 3, config.eval_image_size, config.eval_image_size), np.float32))
-    os.makedirs(config.output_path, exist_ok=True)
     path = os.path.join(config.output_path, config.file_name + export_format.ending)
     # Before writing: convert and packing turn the quantized layers into deployable ones in place.
     rows = None if algo is None else size_rows(net, packed=export_format.packed)

@@ -8,7 +8,7 @@ import fcntl
 import glob
 import os
 
-from slb_recipe.common import PARTIAL_INFIX, RecipeError
+from slb_recipe.common import PARTIAL_INFIX, RecipeError, saved_checkpoints
 
 LOCK_NAME = ".train.lock"
 
@@ -55,3 +55,18 @@ def remove_partial_files(folder):
     """Delete checkpoints whose save never finished; under the claim no other run is writing them."""
     for path in glob.glob(os.path.join(glob.escape(folder), f"*{PARTIAL_INFIX}*")):
         os.remove(path)
+
+
+def refuse_other_runs_checkpoints(folder, quant_type, resumed, has_trained_epoch):
+    """A run writes its checkpoints only where they replace none of another run's, and where eval.py
+    and export.py will find its own as the latest: a new run needs a folder without checkpoints of its
+    quant_type, a resumed one none beyond the epoch it resumes from."""
+    found = saved_checkpoints(folder, quant_type)
+    later = [path for epoch, path in found if epoch > has_trained_epoch]
+    if not resumed and found:
+        raise RecipeError(f"checkpoint folder '{folder}' holds {os.path.basename(found[-1][1])} of an earlier "
+                          f"{quant_type} run: resume it (pre_trained {found[-1][1]}) or choose another output_path")
+    if later:
+        raise RecipeError(f"checkpoint folder '{folder}' holds {os.path.basename(later[-1])}, beyond epoch "
+                          f"{has_trained_epoch} that pre_trained reached, which this run would overwrite: move it "
+                          "out or choose another output_path")

@@ -6,7 +6,8 @@
 Each (quant_type, seed) of sweep_quant_types x sweep_seeds trains into
 output_path/<quant_type>/seed_<seed>/ and is evaluated; its result is saved there as
 sweep_run.json. A run whose sweep_run.json exists is skipped, so a re-run of an interrupted sweep
-continues where it stopped (delete a run's folder to redo it). After every run the tables so far
+continues where it stopped (delete a run's folder to redo it); a run without a readable
+sweep_run.json starts over, replacing the checkpoints its interrupted attempt left. After every run the tables so far
 are written: output_path/sweep_results.md (per quantization type: runs, mean, sample standard
 deviation and min-max of top-1 and top-5 over the seeds, total training time; then every run),
 sweep_results.json (the same, as {"summary": [...], "runs": [...]}) and, with matplotlib and
@@ -20,13 +21,15 @@ import time
 from slb_recipe import evaluate as evaluation
 from slb_recipe import plots
 from slb_recipe import train
-from slb_recipe.common import script_main, with_overrides
+from slb_recipe.common import checkpoint_dir, saved_checkpoints, script_main, with_overrides
 from slb_recipe.config import parse_list
 
 RUN_RESULT_NAME = "sweep_run.json"
 MARKDOWN_NAME = "sweep_results.md"
 JSON_NAME = "sweep_results.json"
 METRICS = (("top_1", "top-1"), ("top_5", "top-5"))
+# What a run's sweep_run.json holds (and "checkpoint").
+ROW_KEYS = ("quant_type", "seed", "top_1_accuracy", "top_5_accuracy", "train_time_s")
 
 
 def run_folder(output_path, quant_type, seed):
@@ -94,16 +97,27 @@ def write_atomically(path, text):
 
 
 def _read_run_result(folder):
-    """The result a finished run saved in folder, or None."""
+    """The result a finished run saved in folder, or None (also, said so, for a file that is not one)."""
     path = os.path.join(folder, RUN_RESULT_NAME)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as stream:
-        return json.load(stream)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            row = json.load(stream)
+    except (ValueError, OSError) as error:  # an empty or cut file: the write was interrupted
+        row = error
+    if not isinstance(row, dict) or not all(key in row for key in ROW_KEYS):
+        print(f"{path} is not a finished run's result ({type(row).__name__}): the run is done again")
+        return None
+    return row
 
 
 def _train_and_evaluate(base, quant_type, seed, folder):
     config = with_overrides(base, quant_type=quant_type, seed=seed, output_path=folder, checkpoint_file_path="")
+    # Checkpoints of an interrupted attempt: this sweep wrote them, and the run starts over.
+    for _, path in saved_checkpoints(checkpoint_dir(config), quant_type):
+        print(f"removed {path}, left by an interrupted attempt of this run")
+        os.remove(path)
     started = time.perf_counter()
     checkpoint = train.run(config)["checkpoint"]
     train_time_s = time.perf_counter() - started

@@ -15,7 +15,7 @@ from slb_recipe.lr_schedule import get_lr
 from slb_recipe.common import (RecipeError, build_network, checkpoint_dir, checkpoint_record, create_split,
                                epoch_reached, evaluate, load_into_network, loss_function, read_checkpoint,
                                read_float_start, script_main, setup_runtime)
-from slb_recipe.output_folder import claimed_folder
+from slb_recipe.output_folder import claimed_folder, refuse_other_runs_checkpoints
 
 # Batches whose hard-network statistics the BatchNorms take before an evaluation in the soft phase.
 EVALUATION_CALIBRATION_BATCHES = 32
@@ -103,11 +103,15 @@ def _train(config, rank_id, rank_size, prepare_network):
     resumed, has_trained_epoch = resume_state(config)
     # A resumed run holds all it needs; the float start is read, and checked, for a new run only.
     float_start = read_float_start(config) if resumed is None else None
+    # Before any data is read: another run's checkpoints in the folder, and settings SLB refuses.
+    if config.save_checkpoint:
+        refuse_other_runs_checkpoints(checkpoint_dir(config, rank_id), config.quant_type, resumed is not None,
+                                      has_trained_epoch)
+    net, algo = build_network(config, has_trained_epoch, float_start)
     train_data = create_split(config, True, rank_id, rank_size, first_epoch=has_trained_epoch)
     steps_per_epoch = train_data.get_dataset_size()
     if steps_per_epoch == 0:
         raise RecipeError(f"batch_size {config.batch_size} is larger than the training samples of one worker")
-    net, algo = build_network(config, has_trained_epoch, float_start)
     if prepare_network is not None:
         prepare_network(net)
     if resumed is not None:

@@ -3,9 +3,11 @@ import gzip
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
 # MindSpore's Cifar10Dataset reads files of exactly this many records: smaller ones fail when iterated.
+from slb_recipe.config import parse_args
 from slb_recipe.dataset import CIFAR_RECORDS_PER_FILE, CIFAR_TRAIN_FILES, idx_bytes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,3 +93,21 @@ def shared_data(kind, tmp_path_factory):
                  "fashion_mnist": write_fashion_mnist}[kind]
         _GENERATED[kind] = write(str(tmp_path_factory.mktemp(kind)))
     return _GENERATED[kind]
+
+
+def error_line(argv):
+    """The one-line message with which parsing argv stops a script."""
+    with pytest.raises(SystemExit) as raised:
+        parse_args(argv)
+    message = str(raised.value.code)
+    assert "\n" not in message
+    return message
+
+
+def exit_message(main, argv):
+    """The one-line message with which a script's main(argv) stops."""
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    message = str(raised.value.code)
+    assert "\n" not in message and message.startswith("error: ")
+    return message

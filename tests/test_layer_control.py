@@ -3,7 +3,7 @@ import logging
 
 import numpy as np
 import pytest
-from mindspore import nn
+from mindspore import Tensor, nn
 
 from mindspore_slb import Conv2dSlbQuant, LayerSummary, QuantDtype, SlbQuantAwareTraining
 from tiny_nets import ConvBnNet, batches, train_model
@@ -34,11 +34,11 @@ def test_summary_rows_and_log(caplog):
     assert rows == [
         LayerSummary("stem", "Conv2d", (8, 3, 3, 3), 2, 4 * 216 + 8),
         LayerSummary("body.0", "Conv2d", (8, 8, 3, 3), 2, 4 * 576 + 8 + 8),
-        LayerSummary("heads.0", "Conv2d", (8, 1, 3, 3), "float", 72),
-        LayerSummary("fc", "Dense", (4, 8), "float", 36),
+        LayerSummary("heads.0", "Conv2d", (8, 1, 3, 3), "float", 72, "excluded (exclude_layers)"),
+        LayerSummary("fc", "Dense", (4, 8), "float", 36, "Dense quantization is off (enable_dense_quant)"),
     ]
     assert "SLB quantized 2 of 4 layers" in caplog.text
-    assert "heads.0" in caplog.text and "float" in caplog.text
+    assert "heads.0" in caplog.text and "float" in caplog.text and "excluded (exclude_layers)" in caplog.text
 
 
 def test_unused_pattern_is_warned(caplog):
@@ -48,7 +48,8 @@ def test_unused_pattern_is_warned(caplog):
 
 
 def test_everything_excluded_is_refused():
-    with pytest.raises(ValueError, match=r"its 3 layer\(s\) of the enabled types \(Conv2d\) are all excluded"):
+    with pytest.raises(ValueError,
+                       match=r"its 3 layer\(s\) of the enabled types \(Conv2d\) are all excluded or frozen"):
         SlbQuantAwareTraining({"exclude_layers": ["*"]}).apply(ConvBnNet())
 
 
@@ -80,3 +81,63 @@ def test_mixed_bits_and_float_layers_train_and_convert(mode):
     expected = net(images).asnumpy()
     deployed = algo.convert(net)
     np.testing.assert_allclose(deployed(images).asnumpy(), expected, atol=1e-5)
+
+
+def frozen_integral_net():
+    """A ConvBnNet whose depthwise head is a fixed operator: a frozen weight arange(...), as a
+    distribution-focal-loss head's integral conv."""
+    net = ConvBnNet()
+    weight = net.heads[0].weight
+    weight.set_data(Tensor(np.arange(weight.size, dtype=np.float32).reshape(weight.shape)))
+    weight.requires_grad = False
+    return net
+
+
+def test_frozen_layer_stays_float_and_the_summary_says_why():
+    algo = SlbQuantAwareTraining()
+    net = algo.apply(frozen_integral_net())
+    assert type(net.heads[0]) is nn.Conv2d and isinstance(net.stem, Conv2dSlbQuant)
+    row = next(row for row in algo.layer_summary() if row.path == "heads.0")
+    assert (row.bits, row.reason) == ("float", "frozen weight, requires_grad=False (quantize_frozen_layers)")
+    np.testing.assert_array_equal(net.heads[0].weight.asnumpy().ravel(), np.arange(72))
+
+
+def test_frozen_layers_are_quantized_when_asked():
+    for algo in (SlbQuantAwareTraining({"quantize_frozen_layers": True}), SlbQuantAwareTraining()):
+        algo.set_quantize_frozen_layers(True)
+        assert isinstance(algo.apply(frozen_integral_net()).heads[0], Conv2dSlbQuant)
+    with pytest.raises(TypeError, match="'quantize_frozen_layers' must be a bool, but got 1"):
+        SlbQuantAwareTraining({"quantize_frozen_layers": 1})
+
+
+@pytest.mark.parametrize("config, reason", [
+    ({}, r"Dense quantization is off \(enable_dense_quant\)"),
+    ({"enable_dense_quant": True, "exclude_layers": ["fc"]}, r"excluded \(exclude_layers\)"),
+])
+def test_layer_bits_for_a_layer_left_float_is_refused(config, reason):
+    net = ConvBnNet()
+    algo = SlbQuantAwareTraining({**config, "layer_bits": {"fc": QuantDtype.INT4}})
+    with pytest.raises(ValueError, match=f"'layer_bits' pattern 'fc' matches layer 'fc', which stays in float: "
+                                         f"{reason}"):
+        algo.apply(net)
+    assert type(net.stem) is nn.Conv2d  # refused before any layer was replaced
+
+
+def test_layer_bits_pattern_matching_quantized_layers_too_is_accepted():
+    net = SlbQuantAwareTraining({"layer_bits": {"*": QuantDtype.INT2}}).apply(ConvBnNet())
+    assert net.stem.weight_quantizer().num_bits == 2 and type(net.fc) is nn.Dense
+
+
+@pytest.mark.parametrize("scale", [True, False], ids=["scale", "no_scale"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_float_weight_is_refused_naming_the_layer(scale, bad):
+    net = ConvBnNet()
+    weight = net.body[0].weight.asnumpy()
+    weight[0, 0, 0, 0] = bad
+    net.body[0].weight.set_data(Tensor(weight))
+    with pytest.raises(ValueError, match=r"layer 'body.0' \(Conv2d\) has 1 non-finite \(NaN or infinite\) float "
+                                         r"weight value\(s\)"):
+        SlbQuantAwareTraining({"enable_weight_scale": scale}).apply(net)
+    assert type(net.stem) is nn.Conv2d
+    # Left in float, the layer is no obstacle.
+    SlbQuantAwareTraining({"enable_weight_scale": scale, "exclude_layers": ["body.0"]}).apply(net)

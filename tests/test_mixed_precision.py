@@ -92,3 +92,18 @@ def test_converted_network_keeps_the_precision_and_exports(mode, level, act_quan
     ms.export(deployed, images, file_name=str(tmp_path / "net"), file_format="MINDIR")
     reloaded = nn.GraphCell(ms.load(str(tmp_path / "net.mindir")))(images).asnumpy()
     np.testing.assert_allclose(reloaded, expected, rtol=0, atol=max(atol, 1e-5 * np.abs(expected).max()))
+
+
+def test_layer_built_in_float16_keeps_float16(mode):
+    """A conv built with dtype=float16 (no to_float flag) computes in float16 after apply and convert."""
+    algo = SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT2})
+    layer = algo.apply(nn.Conv2d(3, 4, 3, dtype=ms.float16))
+    images = Tensor(np.random.default_rng(0).normal(size=(2, 3, 6, 6)).astype(np.float16))
+    for training in (True, False):
+        layer.set_train(training)
+        assert layer(images).dtype == ms.float16
+    expected = layer(images).asnumpy()
+    deployed = algo.convert(layer)
+    output = deployed(images)
+    assert output.dtype == ms.float16
+    np.testing.assert_allclose(output.asnumpy(), expected, rtol=1e-3, atol=1e-3)

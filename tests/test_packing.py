@@ -13,9 +13,9 @@ from mindspore import Parameter, Tensor, nn
 
 from mindspore_slb import PackedFileError, QuantDtype, load_packed, packed_network, save_packed
 from mindspore_slb.packed_layers import UnpackWeight
-from mindspore_slb.packing import (FORMAT_VERSION, MAGIC, QuantizedWeight, decode_weight, pack_codes, size_rows,
-                                   unpack_codes)
-from tiny_nets import ConvBnNet, randomly_searched
+from mindspore_slb.packing import (FORMAT_VERSION, MAGIC, QuantizedWeight, decode_weight, pack_codes, read_packed,
+                                   size_rows, unpack_codes, write_packed)
+from tiny_nets import ConvBnNet, batches, randomly_searched
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
@@ -232,3 +232,44 @@ def test_a_packed_network_is_not_packed_saved_or_converted_again(tmp_path):
         algo.convert(network)
     assert not os.path.exists(tmp_path / "x.slb")
     assert np.array_equal(network(images).asnumpy(), expected)
+
+
+def rewritten(packed_file, edit):
+    """The packed file rewritten, with a valid checksum, after edit(header layers, tensors) changed them."""
+    header, tensors = read_packed(packed_file)
+    edit(header["layers"], tensors)
+    return write_packed(packed_file, header["layers"], tensors)
+
+
+def test_paths_may_be_path_objects(tmp_path):
+    algo, network, images = quantized_network(1, act_quant=False)
+    path = save_packed(network, tmp_path / "net.slb")
+    expected = algo.convert(network)(images).asnumpy()
+    assert os.fspath(path) == str(tmp_path / "net.slb")
+    np.testing.assert_array_equal(load_packed(ConvBnNet(), tmp_path / "net.slb")(images).asnumpy(), expected)
+
+
+@pytest.mark.parametrize("key", ["path", "shape", "bits", "input_quantizer_bits"])
+def test_header_layer_lacking_a_key_is_a_packed_file_error(packed_file, key):
+    rewritten(packed_file, lambda layers, _: layers[0].pop(key))
+    with pytest.raises(PackedFileError, match=f"malformed header: layer 0 lacks '{key}'"):
+        load_packed(ConvBnNet(), packed_file)
+
+
+def test_header_layer_with_a_wrong_value_is_a_packed_file_error(packed_file):
+    rewritten(packed_file, lambda layers, _: layers[0].update(bits=3))
+    with pytest.raises(PackedFileError, match=r"malformed header: layer 0 has 'bits' 3, not one of \(1, 2, 4\)"):
+        load_packed(ConvBnNet(), packed_file)
+
+
+def test_stored_scale_of_the_wrong_shape_is_refused_and_nothing_loaded(packed_file):
+    def one_scale_for_all_channels(_, tensors):
+        tensors["stem.weight_scale"] = tensors["stem.weight_scale"][:1]
+
+    rewritten(packed_file, one_scale_for_all_channels)
+    network = ConvBnNet()
+    before = network.stem.weight.asnumpy().copy()
+    with pytest.raises(PackedFileError, match=r"at layer 'stem': weight_scale has shape \(1,\), the weight's 8 "
+                                              r"output channels need \(8,\)"):
+        load_packed(network, packed_file)
+    np.testing.assert_array_equal(network.stem.weight.asnumpy(), before)

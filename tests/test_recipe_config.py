@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from recipe_data import REPO_ROOT
+from recipe_data import REPO_ROOT, error_line
 
 from slb_recipe import config as recipe_config
 from slb_recipe.lr_schedule import get_lr
@@ -15,14 +15,6 @@ from slb_recipe import common
 from slb_recipe.common import RecipeError, resolve_device_target
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "resnet18_*_config.yaml")))
-
-
-def error_line(argv):
-    with pytest.raises(SystemExit) as raised:
-        recipe_config.parse_args(argv)
-    message = str(raised.value.code)
-    assert "\n" not in message
-    return message
 
 
 def test_shipped_configs_list_every_key_and_load():

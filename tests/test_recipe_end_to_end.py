@@ -5,7 +5,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from recipe_data import shared_data, tiny_args
+from recipe_data import exit_message, shared_data, tiny_args
 
 from slb_recipe import evaluate as evaluation
 from slb_recipe import export
@@ -126,14 +126,6 @@ def test_eval_fails_when_the_converted_network_disagrees(tmp_path, monkeypatch):
     monkeypatch.setattr(evaluation, "evaluate", lambda *_: next(figures))
     with pytest.raises(SystemExit, match="converted network does not reproduce"):
         evaluation.main(args)
-
-
-def exit_message(main, args):
-    with pytest.raises(SystemExit) as raised:
-        main(args)
-    message = str(raised.value.code)
-    assert "\n" not in message and message.startswith("error: ")
-    return message
 
 
 def test_checkpoint_record_is_compared_before_loading(tmp_path):
