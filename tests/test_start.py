@@ -112,3 +112,22 @@ def test_network_without_batchnorm_trains_from_the_start(mode, bits):
              if not np.array_equal(value, network.parameters_dict()[name].asnumpy())]
     assert sorted(moved) == sorted(logits_before)
     assert losses[-1] < losses[0]
+
+
+def test_quantizing_a_trained_network_starts_at_its_accuracy(mode):
+    """The Python API's path for a trained network: load it, apply, and the quantized network (hard
+    weights, the float network's BatchNorm statistics) already computes nearly what it computed."""
+    from tiny_nets import ConvBnNet, batches, train_model  # pylint: disable=import-outside-toplevel
+    ms.set_seed(0)
+    network = ConvBnNet()
+    dataset, images, labels = batches(num_samples=64, batch_size=16)
+    train_model(network, dataset).train(6, dataset)
+    network.set_train(False)
+    float_logits = network(images).asnumpy()
+    float_accuracy = np.mean(float_logits.argmax(1) == labels)
+    assert float_accuracy > 0.9
+    SlbQuantAwareTraining({"quant_dtype": QuantDtype.INT4}).apply(network)
+    network.set_train(False)
+    quantized_logits = network(images).asnumpy()
+    assert np.mean(quantized_logits.argmax(1) == labels) >= float_accuracy - 0.05
+    assert np.linalg.norm(quantized_logits - float_logits) / np.linalg.norm(float_logits) < 0.2
