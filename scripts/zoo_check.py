@@ -4,8 +4,10 @@
     python scripts/zoo_check.py [--models resnet18 densenet121 ...] [--bits 1] [--mode PYNATIVE]
 
 For each architecture: build it (10 classes) and run it in float at the given image size (an
-architecture failing there is skipped, with the reason), apply SLB, take one training step, check
-the evaluation output is finite and within 1000x of the float network's magnitude, convert and
+architecture failing there is skipped, with the reason), apply SLB, check that the training-mode
+output is within 10x of the float network's (mean magnitude), take one training step, check that
+every quantized layer's searched parameters moved and that the evaluation output is finite and
+within 1000x of the float network's magnitude, convert and
 check the converted network gives the same output, export MINDIR, reload it and check again.
 Prints a table (layers: quantized / found of the registered types; |y|: largest output magnitude,
 float and quantized after the step), the pass count and each failure with its reason; exits 1 when any failed.
@@ -28,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
 from mindspore_slb import Conv2dSlbQuant, QuantDtype, SlbQuantAwareTraining, register_layer  # noqa: E402
 from mindspore_slb.layers import deployable_conv2d  # noqa: E402
+from mindspore_slb.registry import is_quantized  # noqa: E402
 
 # One or two small members of each mindcv family: plain and bottleneck residual, squeeze-excite,
 # selective-kernel, split-attention, grouped (ResNeXt, ShuffleNet, RegNet), dense, dual-path,
@@ -101,16 +104,30 @@ def check_model(mindcv, name, args, workdir):
     except Exception as error:  # pylint: disable=broad-except
         raise Skip(f"float network fails: {reason(error)}") from error
     float_scale = float(np.abs(float_out).max())
+    network.set_train(True)
+    float_train_size = float(np.abs(network(images).asnumpy()).mean())
 
     algo = SlbQuantAwareTraining({"quant_dtype": {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}[args.bits],
                                   "epoch_size": 10, "has_trained_epoch": 0,
                                   "enable_weight_scale": not args.no_scale, "enable_dense_quant": args.dense})
     network = algo.apply(network)
     layers = algo.layer_summary()
+    network.set_train(True)
+    # The start computes what the float network computes: no layer shrinks or blows up the signal.
+    train_size = float(np.abs(network(images).asnumpy()).mean())
+    if not float_train_size / 10 <= train_size <= float_train_size * 10:
+        raise ValueError(f"training-mode output {train_size:.3g} against the float network's {float_train_size:.3g} "
+                         "(mean magnitude): more than 10x apart")
+    searched = {path: cell.searched_weight() for path, cell in network.cells_and_names() if is_quantized(cell)}
+    before = {path: param.asnumpy().copy() for path, param in searched.items()}
     loss_net = nn.WithLossCell(network, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
     train_step = nn.TrainOneStepCell(loss_net, nn.Momentum(network.trainable_params(), 0.01, 0.9))
     train_step.set_train(True)
     loss = float(train_step(images, labels).asnumpy())
+    still = [path for path, param in searched.items() if np.array_equal(param.asnumpy(), before[path])]
+    if still:
+        raise ValueError(f"{len(still)} of {len(searched)} quantized layers' searched parameters did not move in "
+                         f"one training step (first: {still[0]})")
 
     network.set_train(False)
     quant_out = network(images).asnumpy()
@@ -135,7 +152,8 @@ def check_model(mindcv, name, args, workdir):
     if export_diff > 1e-4 * max(1.0, quant_scale):
         raise ValueError(f"reloaded MINDIR output differs by {export_diff:.3g}")
     quantized = sum(1 for row in layers if row.bits != "float")
-    return {"layers": f"{quantized}/{len(layers)}", "loss": f"{loss:.3g}", "float |y|": f"{float_scale:.3g}",
+    return {"layers": f"{quantized}/{len(layers)}", "loss": f"{loss:.3g}",
+            "train |y| ratio": f"{train_size / float_train_size:.2g}", "float |y|": f"{float_scale:.3g}",
             "quant |y|": f"{quant_scale:.3g}", "convert diff": f"{convert_diff:.1g}"}
 
 
@@ -161,7 +179,7 @@ def main(argv=None):
         parser.error(f"--models: not a mindcv {mindcv.__version__} model: {'; '.join(hints)}")
     register_weight_standardized_conv()
 
-    columns = ("layers", "loss", "float |y|", "quant |y|", "convert diff")
+    columns = ("layers", "loss", "train |y| ratio", "float |y|", "quant |y|", "convert diff")
     print(f"mindcv {mindcv.__version__}, W{args.bits}, {args.image_size}x{args.image_size}, {args.mode}, "
           f"scale {'off' if args.no_scale else 'on'}, Dense {'on' if args.dense else 'off'}")
     print("| model | result | seconds | " + " | ".join(columns) + " |")
