@@ -75,6 +75,8 @@ START_SPREAD = 0.5
 # or beyond the outermost candidate starts there less than fully decided (for 1 bit: candidate
 # probability 0.95), so the search can still move it; at 0.99 its gradient would be ten times smaller.
 START_LIMIT = 0.9
+# Lowest start logit, relative to each weight's largest (see start_logits).
+START_FLOOR = -16.0
 
 
 @functools.lru_cache(maxsize=None)
@@ -123,8 +125,10 @@ def start_logits(normalized, num_bits):
     high = np.where(codes < len(values) - 1, values[codes] + spacing / 2 - margin, np.inf)
     centre = np.clip(centre, low, high)
     logits = np.stack([-(value - centre) ** 2 / (2 * sigma * sigma) for value in values])
-    # Softmax ignores a common shift; centred, the logits are as small as they can be.
-    return (logits - logits.mean(axis=0)).astype(np.float32)
+    # Softmax ignores a common shift: the largest logit is 0. Far candidates would sit hundreds below
+    # (4 bits), where float32 cannot hold a learning step's change; at START_FLOOR their probability,
+    # below 1e-7 of the largest, is as good as theirs.
+    return np.maximum(logits - logits.max(axis=0), START_FLOOR).astype(np.float32)
 
 
 def fitted_channel_scale(weight, num_bits, iterations=5):
