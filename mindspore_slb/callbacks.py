@@ -204,18 +204,13 @@ class BatchNormCalibrator:
         was_training = network.training
         try:
             layers = tuple(id(cell) for _, cell in network.cells_and_names())
-            if layers != self._layers:
-                self._calibrated = _batchnorms_after_quantized_layers(network, first[0])
-                self._forward, self._layers = _HardForward(network), layers
-            averages = [_BatchStatisticsAverage(cell) for _, cell in self._calibrated]
-            _set_calibration_modes(self._forward)
-            with _storing_batch_statistics(cell for _, cell in self._calibrated):
-                for index, batch in enumerate(itertools.chain([first], batches)):
-                    if num_batches is not None and index >= num_batches:
-                        break
-                    self._forward(batch[0])
-                    for average in averages:
-                        average.add_stored()
+            with _hard_flags_set(network):
+                if layers != self._layers:
+                    self._calibrated = _batchnorms_after_quantized_layers(network, first[0])
+                    self._forward, self._layers = _HardForward(network), layers
+                averages = [_BatchStatisticsAverage(cell) for _, cell in self._calibrated]
+                _set_calibration_modes(self._forward)
+                self._average_batches(averages, itertools.chain([first], batches), num_batches)
         finally:
             network.set_train(was_training)
             for cell, mean, variance in saved_statistics:
@@ -226,14 +221,41 @@ class BatchNormCalibrator:
         logger.info("re-estimated %d BatchNorm layers with the hard weights", len(averages))
         return [name for name, _ in self._calibrated]
 
+    def _average_batches(self, averages, batches, num_batches):
+        with _storing_batch_statistics(cell for _, cell in self._calibrated):
+            for index, batch in enumerate(batches):
+                if num_batches is not None and index >= num_batches:
+                    break
+                self._forward(batch[0])
+                for average in averages:
+                    average.add_stored()
+
 
 def _set_calibration_modes(network):
     """Training mode, so that BatchNorms normalise with their batch statistics, except for the
-    quantizers: hard weights, and activation ranges as observed in training, not moved."""
+    quantizers: hard weights, and activation ranges as observed in training, not moved. An SLB
+    quantizer with the fused kernel stays in training mode with its hard flag set
+    (``_hard_flags_set``): the kernel's hard path reads the logits once, where the evaluation path
+    takes K - 1 comparisons over them."""
     network.set_train(True)
     for _, cell in network.cells_and_names():
-        if isinstance(cell, (SlbFakeQuantizerPerLayer, SteWeightQuantizer, SlbActQuantizer)):
+        fused = isinstance(cell, SlbFakeQuantizerPerLayer) and cell.weight_is_fused
+        if isinstance(cell, (SlbFakeQuantizerPerLayer, SteWeightQuantizer, SlbActQuantizer)) and not fused:
             cell.set_train(False)
+
+
+@contextlib.contextmanager
+def _hard_flags_set(network):
+    """Within it, every fused SLB quantizer of ``network`` computes its hard weight in training mode."""
+    quantizers = [cell for cell in _quantizers(network) if cell.weight_is_fused]
+    flags = [quantizer.temperature_end_flag for quantizer in quantizers]
+    try:
+        for quantizer in quantizers:
+            quantizer.set_temperature_end_flag(True)
+        yield
+    finally:
+        for quantizer, flag in zip(quantizers, flags):
+            quantizer.set_temperature_end_flag(flag)
 
 
 def _batchnorms_after_quantized_layers(network, inputs):
