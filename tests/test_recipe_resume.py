@@ -151,3 +151,19 @@ def test_progress_lines_within_an_epoch(capsys):
                                    clock=lambda: clock["now"])
     report_steps(silent, [1.0] * 5, clock)
     assert capsys.readouterr().out == ""
+
+
+def test_epoch_line_times_batchnorm_calibration_apart_from_the_training_steps(capsys):
+    """The callbacks before the report (BatchNorm calibration) run after the epoch's last step: their
+    time is shown apart, not folded into the epoch time and the time per step."""
+    clock = {"now": 0.0}
+    report = callbacks.EpochReport(ms.nn.Dense(2, 2), np.full(3, 0.1, np.float32), 3, has_trained_epoch=0,
+                                   epoch_size=2, clock=lambda: clock["now"], epoch_end_work="BatchNorm calibration")
+    report_steps(report, [1.0, 1.0, 1.0], clock)
+    clock["now"] += 4.5  # the calibration
+    report.on_train_epoch_end(SimpleNamespace(original_args=lambda: SimpleNamespace(cur_epoch_num=1)))
+    record = report.history[-1]
+    assert (record["epoch_time_s"], record["step_time_ms"], record["epoch_end_s"]) == (30.0, 10000.0, 4.5)
+    assert record["decidedness"] is None
+    assert ("epoch time 30.00 s, per step 10000.0 ms, temperature n/a, lr 0.1, then BatchNorm calibration 4.50 s"
+            in capsys.readouterr().out)
