@@ -168,10 +168,6 @@ class SlbConfig:
             if self.t_end_val > MAX_TEMPERATURE:
                 raise ValueError(f"'t_end_val' ({self.t_end_val}) is above the largest temperature "
                                  f"{MAX_TEMPERATURE:g}.")
-            if rises == 0 and self.t_end_val != self.t_start_val:
-                raise ValueError(f"the temperature cannot rise to 't_end_val' ({self.t_end_val}): with epoch_size "
-                                 f"{self.epoch_size}, t_start_time {self.t_start_time} and t_end_time "
-                                 f"{self.t_end_time} it starts and stops rising in the same epoch.")
             return
         # In logarithms: t_factor ** rises can overflow a Python float.
         factor = self.temperature_factor()
@@ -182,7 +178,8 @@ class SlbConfig:
 
     def temperature_factor(self):
         """The temperature's factor per epoch while it rises: ``t_factor``, or the one that reaches
-        ``t_end_val`` at the epoch training turns hard."""
+        ``t_end_val`` at the epoch training turns hard (1 when no epoch rises, as in a 1-epoch run:
+        the search turns hard at its first temperature, as with ``t_factor``)."""
         if self.t_end_val is None:
             return self.t_factor
         rises = rise_epochs(self)

@@ -251,7 +251,6 @@ def test_t_end_val_reaches_its_temperature_at_the_hard_switch_whatever_the_lengt
     ({"t_factor": 2.0, "t_end_val": 64.0}, r"'t_factor' \(2.0\) and 't_end_val' \(64.0\) both set how the "
                                           r"temperature rises: give one"),
     ({"t_end_val": 0.5}, r"'t_end_val' \(0.5\) must not be less than 't_start_val' \(1.0\)"),
-    ({"t_start_time": 0.5, "t_end_time": 0.5, "t_end_val": 8.0}, "cannot rise to 't_end_val'"),
 ])
 def test_t_end_val_errors(config, words):
     algo = SlbQuantAwareTraining({"epoch_size": 10, "has_trained_epoch": 0, **config})
@@ -259,6 +258,13 @@ def test_t_end_val_errors(config, words):
         algo.set_epoch_temperature(algo.apply(ConvBnNet()), 1)
     with pytest.raises(TypeError, match="'t_end_val' must be a float"):
         SlbQuantAwareTraining({"t_end_val": 64})
+
+
+def test_t_end_val_with_no_epoch_to_rise_in_turns_hard_at_the_first_temperature():
+    """A 1-epoch run (or t_start_time equal to t_end_time) has no epoch to rise in, as with t_factor."""
+    assert schedule(1, t_start_val=16.0, t_end_time=0.9, t_end_val=64.0) == [(16.0, True)]
+    assert schedule(4, t_start_time=0.5, t_end_time=0.5, t_start_val=2.0, t_end_val=8.0) == \
+        [(2.0, False), (2.0, True), (2.0, True), (2.0, True)]
 
 
 def test_t_end_val_through_setter_and_temperature_scheduler(mode):

@@ -16,12 +16,16 @@ from slb_recipe.output_folder import LOCK_NAME
 from slb_recipe.common import create_split, epoch_reached, load_trained_network, setup_runtime, weight_bits
 
 
-def expected_temperature(epoch, epoch_size, start_val=1.0, start_time=0.5, end_time=1.0, factor=1.2):
-    """The SLB temperature schedule as the README states it."""
-    start_epoch, end_epoch = int(epoch_size * start_time), int(epoch_size * end_time)
+def expected_temperature(epoch, config):
+    """The SLB temperature schedule as the README states it, for the config's keys."""
+    start_epoch = int(config.epoch_size * config.t_start_time)
+    end_epoch = int(config.epoch_size * config.t_end_time)
+    factor = config.t_factor
+    if config.t_end_val:
+        factor = (config.t_end_val / config.t_start_val) ** (1 / (end_epoch - start_epoch))
     if epoch <= start_epoch:
-        return start_val
-    return start_val * factor ** (min(epoch, end_epoch) - start_epoch)
+        return config.t_start_val
+    return config.t_start_val * factor ** (min(epoch, end_epoch) - start_epoch)
 
 
 def check_training_record(result, args, steps_per_epoch):
@@ -36,7 +40,7 @@ def check_training_record(result, args, steps_per_epoch):
         if config.quant_type == "W32":
             assert record["temperature"] is None
         else:
-            assert record["temperature"] == pytest.approx(expected_temperature(record["epoch"], 2))
+            assert record["temperature"] == pytest.approx(expected_temperature(record["epoch"], config))
     checkpoint = result["checkpoint"]
     assert os.path.basename(checkpoint) == f"resnet18_{config.quant_type}-2.ckpt"
     assert epoch_reached(ms.load_checkpoint(checkpoint)) == 2

@@ -63,8 +63,8 @@ def test_a_float_start_of_another_recipe_or_precision_is_refused_before_training
 
 
 def test_t_end_val_sets_the_temperature_at_the_hard_switch(tmp_path):
-    history = train.main(tiny_args(tmp_path, quant_type="W1", epoch_size=5, t_start_time=0.2, t_end_time=0.8,
-                                   t_end_val=27.0))["history"]
+    history = train.main(tiny_args(tmp_path, quant_type="W1", epoch_size=5, t_start_val=1.0, t_start_time=0.2,
+                                   t_end_time=0.8, t_end_val=27.0))["history"]
     # Rising from epoch 2 to the hard switch at epoch 4: x3 per epoch reaches 27 there.
     assert [record["temperature"] for record in history] == pytest.approx([1.0, 3.0, 9.0, 27.0, 27.0])
     assert all(0.5 <= record["decidedness"] <= 1.0 for record in history)
@@ -73,7 +73,7 @@ def test_t_end_val_sets_the_temperature_at_the_hard_switch(tmp_path):
 
 @pytest.mark.parametrize("overrides, words", [
     ({"t_end_val": 8.0, "t_factor": 2.0}, "'t_factor' (2.0) is unused while t_end_val is 8.0"),
-    ({"t_end_val": 0.5}, "'t_end_val' must be 0 or >= t_start_val (1.0), got 0.5"),
+    ({"t_start_val": 1.0, "t_end_val": 0.5}, "'t_end_val' must be 0 or >= t_start_val (1.0), got 0.5"),
     ({"t_end_val": -1.0}, "'t_end_val' must be a finite number >= 0"),
 ])
 def test_schedule_keys_of_the_recipe_are_checked(overrides, words, tmp_path):
@@ -96,8 +96,8 @@ def test_evaluation_in_the_soft_phase_calibrates_batchnorm_for_the_hard_network(
         return calibrate(self, dataset, num_batches)
 
     monkeypatch.setattr(BatchNormCalibrator, "calibrate", recording)
-    history = train.main(tiny_args(tmp_path, quant_type="W1", epoch_size=3, t_start_time=0.0, t_end_time=0.67,
-                                   t_end_val=4.0, eval_interval=1))["history"]
+    history = train.main(tiny_args(tmp_path, quant_type="W1", epoch_size=3, t_start_val=1.0, t_start_time=0.0,
+                                   t_end_time=0.67, t_end_val=4.0, eval_interval=1))["history"]
     # Soft in epoch 1, hard from epoch 2 on: only the first evaluation needs the re-estimate.
     assert calls == [train.EVALUATION_CALIBRATION_BATCHES]
     assert all("eval" in record for record in history)
