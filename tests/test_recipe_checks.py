@@ -70,7 +70,7 @@ def test_fashion_mnist_images_with_an_empty_dimension_are_refused(tmp_path, shap
 
 
 @pytest.mark.parametrize("overrides, shown", [
-    ({"t_factor": 10, "epoch_size": 100, "warmup_epochs": 0}, "above the largest temperature 1e+30"),
+    ({"t_factor": 10, "t_end_val": 0.0, "epoch_size": 100, "warmup_epochs": 0}, "above the largest temperature 1e+30"),
     ({"exclude_layers": "*"}, "has no layer for SLB to quantize"),
 ], ids=["t_factor", "exclude_everything"])
 def test_settings_slb_refuses_stop_training_before_data_is_read(tmp_path, overrides, shown):
