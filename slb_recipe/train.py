@@ -17,8 +17,6 @@ from slb_recipe.common import (RecipeError, build_network, checkpoint_dir, check
                                read_float_start, script_main, setup_runtime)
 from slb_recipe.output_folder import claimed_folder, refuse_other_runs_checkpoints
 
-# Batches whose hard-network statistics the BatchNorms take before an evaluation in the soft phase.
-EVALUATION_CALIBRATION_BATCHES = 32
 # A weight scale, like a BatchNorm scale, sets a magnitude: decaying it would shrink the layer.
 NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias", "weight_scale")
 
@@ -146,10 +144,11 @@ def _periodic_evaluation(config, net, train_data):
     def run():
         from slb_recipe.search_state import searching  # pylint: disable=import-outside-toplevel
         if searching(net):
+            # pylint: disable-next=import-outside-toplevel
+            from mindspore_slb.callbacks import CALIBRATION_BATCHES, BatchNormCalibrator
             if not calibrators:
-                from mindspore_slb import BatchNormCalibrator  # pylint: disable=import-outside-toplevel
                 calibrators.append(BatchNormCalibrator(net))
-            calibrators[0].calibrate(train_data, EVALUATION_CALIBRATION_BATCHES)
+            calibrators[0].calibrate(train_data, CALIBRATION_BATCHES)
         return evaluate(net, eval_data, config)
     return run
 

@@ -99,5 +99,6 @@ def test_evaluation_in_the_soft_phase_calibrates_batchnorm_for_the_hard_network(
     history = train.main(tiny_args(tmp_path, quant_type="W1", epoch_size=3, t_start_val=1.0, t_start_time=0.0,
                                    t_end_time=0.67, t_end_val=4.0, eval_interval=1))["history"]
     # Soft in epoch 1, hard from epoch 2 on: only the first evaluation needs the re-estimate.
-    assert calls == [train.EVALUATION_CALIBRATION_BATCHES]
+    from mindspore_slb.callbacks import CALIBRATION_BATCHES  # pylint: disable=import-outside-toplevel
+    assert calls == [CALIBRATION_BATCHES]
     assert all("eval" in record for record in history)
