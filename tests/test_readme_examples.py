@@ -20,8 +20,11 @@ DOCUMENTS = sorted([README, README_CN, ROOT / "CHANGELOG.md", *(ROOT / "docs").r
 
 FENCE = re.compile(r"^```([\w-]*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
-# "523 tests", "passed 12 tests", "3 tests fail": counts go stale with every commit that adds a test.
-TEST_COUNT = re.compile(r"\b\d[\d,]*\s+(?:\w+\s+)?tests?\b|\d+\s*个测试")
+# "523 tests", "12 new tests", "523 passed", "523 个测试": counts go stale with every commit that adds a
+# test. "10,000 test images" is a data set, not a count of tests.
+TEST_COUNT = re.compile(r"\b\d[\d,]*\s+(?:(?:new|more|passing|failing|unit|slow)\s+)?tests?\b"
+                        r"(?![ -](?:images?|set|split|samples?|data|accuracy))"
+                        r"|\b\d[\d,]*\s+passed\b|\d+\s*个测试")
 
 
 def code_blocks(path, language=None):
@@ -132,6 +135,9 @@ def test_the_checks_catch_what_they_look_for():
     assert TEST_COUNT.search("passed 523 tests in 546 s")
     assert TEST_COUNT.search("12 tests")
     assert not TEST_COUNT.search("tests/test_start.py, both modes")
+    assert TEST_COUNT.search("523 passed in 546 s")
+    assert TEST_COUNT.search("通过 523 个测试")
+    assert not TEST_COUNT.search("evaluated on all 10,000 test images")
     assert _anchor("Golden Stick compatibility") == "golden-stick-compatibility"
     assert _anchor("The optimizer's floor") == "the-optimizers-floor"
     assert os.path.basename(str(README)) == "README.md"
