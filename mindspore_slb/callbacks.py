@@ -18,7 +18,7 @@ from mindspore_slb.ste import SteWeightQuantizer
 logger = logging.getLogger(__name__)
 
 # Batches BNCalibration averages: 1,024 images at batch 32, enough for per-channel means and
-# variances, at a small fraction of an epoch's cost (README, BatchNorm calibration).
+# variances, at a small fraction of an epoch's cost (docs/design.md, BatchNorm calibration).
 CALIBRATION_BATCHES = 32
 
 

@@ -17,7 +17,7 @@ from slb_recipe.common import create_split, epoch_reached, load_trained_network,
 
 
 def expected_temperature(epoch, config):
-    """The SLB temperature schedule as the README states it, for the config's keys."""
+    """The SLB temperature schedule as docs/configuration.md states it, for the config's keys."""
     start_epoch = int(config.epoch_size * config.t_start_time)
     end_epoch = int(config.epoch_size * config.t_end_time)
     factor = config.t_factor

@@ -11,7 +11,8 @@ from mindspore_slb.quantizer import START_FLOOR, START_LIMIT, candidate_values, 
 
 DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 # Relative error of the start's soft weight against the float weight (He-initialised 3x3 conv, 16 -> 32
-# channels, fitted channel scale; README "Start"): set by the weights the candidates cannot reach.
+# channels, fitted channel scale; docs/design.md, "A start that computes what the float network
+# computes"): set by the weights the candidates cannot reach.
 SOFT_ERROR_BOUND = {1: 0.55, 2: 0.25, 4: 0.04}
 
 

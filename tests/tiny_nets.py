@@ -110,7 +110,7 @@ class ContainersNet(nn.Cell):
 
 
 class MyConv(nn.Cell):
-    """A user's own convolution type, unknown to the package (the README's example)."""
+    """A user's own convolution type, unknown to the package (the example of docs/any_network.md, "Layer registry")."""
 
     def __init__(self, weight):
         super().__init__()
