@@ -43,8 +43,6 @@ def test_readme_python_examples_run(mode, tmp_path, monkeypatch):
     The blocks are written into one module file and imported, as a user's script would be: GRAPH
     mode reads a Cell's source and resolves its globals through the module that defines it.
     """
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
     blocks = [code for _, code in code_blocks(README, "python")]
     starts, lines = [], []
     for code in blocks:
