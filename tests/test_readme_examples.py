@@ -84,8 +84,11 @@ def test_both_readmes_have_the_same_sections_and_accuracy_table_markers():
         begin = text.index("<!-- accuracy table: begin -->")
         end = text.index("<!-- accuracy table: end -->")
         assert begin < end
-    table = text_en[text_en.index("<!-- accuracy table: begin -->"):text_en.index("<!-- accuracy table: end -->")]
-    assert table.count("\n|") >= 5
+    def table(text):
+        return text[text.index("<!-- accuracy table: begin -->"):text.index("<!-- accuracy table: end -->")]
+    assert table(text_en).count("\n|") >= 5
+    numbers = re.compile(r"[-+]?\d+\.\d+")
+    assert numbers.findall(table(text_cn)) == numbers.findall(table(text_en)), "the two accuracy tables differ"
 
 
 def test_the_readme_is_a_short_guide():
