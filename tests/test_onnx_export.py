@@ -13,7 +13,7 @@ from mindspore import ops
 from onnx import numpy_helper
 
 from mindspore_slb import OnnxExportError, QuantDtype, save_onnx
-from mindspore_slb.packing import quantized_weights
+from mindspore_slb.packed_layers import quantized_weights
 from test_zoo_check import import_zoo_check, needs_mindcv
 from tiny_nets import ConvBnNet, randomly_searched
 

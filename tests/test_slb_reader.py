@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mindspore_slb import PackedFileError, load_packed, save_packed
-from mindspore_slb.packing import quantized_weights
+from mindspore_slb.packed_layers import quantized_weights
 from mindspore_slb.slb_reader import read_layers
 from test_packing import quantized_network
 from tiny_nets import ConvBnNet
