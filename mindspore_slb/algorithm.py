@@ -19,6 +19,8 @@ from mindspore_slb.registry import handler_for, is_quantized, registered_layers,
 from mindspore_slb.rewrite import replace_cells
 from mindspore_slb.slb_reader import fspath
 
+__all__ = ["SlbQuantAwareTraining"]
+
 logger = logging.getLogger(__name__)
 
 

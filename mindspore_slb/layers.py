@@ -13,6 +13,9 @@ from mindspore_slb.codes import decode_weight
 from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer, logits_from_weight
 from mindspore_slb.ste import SteWeightQuantizer, latent_from_weight
 
+__all__ = ["SLB", "STE", "WEIGHT_SEARCHES", "SlbQuantLayer", "Conv2dSlbQuant", "DenseSlbQuant", "deployable_conv2d",
+           "deployable_dense"]
+
 SLB = "slb"
 STE = "ste"
 # How a quantized layer learns its choice of candidates; "slb" is the package's method, "ste" a
