@@ -108,3 +108,28 @@ def test_the_packed_file_modules_need_numpy_and_the_standard_library_only(name):
     outside = sorted(imported for imported in imported_modules(name) if imported.split(".")[0] not in allowed
                      and imported.split(".")[:2] != ["mindspore_slb", "codes"])
     assert not outside, f"{name} imports {outside}"
+
+
+def test_the_bit_widths_agree():
+    from mindspore_slb.codes import SUPPORTED_BITS  # pylint: disable=import-outside-toplevel
+    assert tuple(mindspore_slb.WEIGHT_DTYPES) == SUPPORTED_BITS
+    assert {bits: dtype.name for bits, dtype in mindspore_slb.WEIGHT_DTYPES.items()} == {1: "INT1", 2: "INT2", 4: "INT4"}
+
+
+def test_the_golden_stick_shim_serves_the_names_the_recipe_builds_its_algorithm_with():
+    """benchmarks/golden_stick_env.sh writes a `mindspore_slb` served by Golden Stick; the recipe's
+    build_slb_algorithm takes its names from the top level of whichever `mindspore_slb` it gets."""
+    root = os.path.dirname(PACKAGE_DIR)
+    with open(os.path.join(root, "benchmarks", "golden_stick_env.sh"), encoding="utf-8") as stream:
+        script = stream.read()
+    shim = ast.parse(script.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0])
+    served = {alias.asname or alias.name for node in shim.body if isinstance(node, (ast.Import, ast.ImportFrom))
+              for alias in node.names}
+    served |= {target.id for node in shim.body if isinstance(node, ast.Assign) for target in node.targets}
+    with open(os.path.join(root, "slb_recipe", "common.py"), encoding="utf-8") as stream:
+        common = ast.parse(stream.read())
+    builder = next(node for node in common.body if isinstance(node, ast.FunctionDef)
+                   and node.name == "build_slb_algorithm")
+    needed = {alias.name for node in ast.walk(builder) if isinstance(node, ast.ImportFrom)
+              and node.module == "mindspore_slb" for alias in node.names}
+    assert needed and needed <= served, f"the shim lacks {sorted(needed - served)}"
