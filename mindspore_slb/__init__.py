@@ -38,7 +38,7 @@ _HOMES = {
     "is_quantized": "mindspore_slb.registry",
     # where the search stands
     "decidedness": "mindspore_slb.quantizer",
-    # deploy
+    # deploy (quantized_weights and the codes functions: what a format of one's own writes)
     "export_network": "mindspore_slb.export",
     "ExportFormat": "mindspore_slb.export",
     "ExportFormatError": "mindspore_slb.export",
@@ -46,6 +46,10 @@ _HOMES = {
     "unregister_export_format": "mindspore_slb.export",
     "export_format": "mindspore_slb.export",
     "export_formats": "mindspore_slb.export",
+    "quantized_weights": "mindspore_slb.packed_layers",
+    "pack_codes": "mindspore_slb.codes",
+    "unpack_codes": "mindspore_slb.codes",
+    "decode_weight": "mindspore_slb.codes",
     "packed_network": "mindspore_slb.packed_layers",
     "save_packed": "mindspore_slb.packing",
     "load_packed": "mindspore_slb.packing",

@@ -10,6 +10,7 @@ import pytest
 import mindspore_slb
 from mindspore_slb import (ExportFormatError, export_format, export_formats, export_network, register_export_format,
                            unregister_export_format)
+from test_packing import quantized_network
 from tiny_nets import ConvBnNet
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,3 +97,24 @@ def test_the_recipe_names_an_unknown_file_format_and_the_choices():
 def test_the_top_level_serves_the_registry():
     assert mindspore_slb.register_export_format is register_export_format
     assert "export_network" in mindspore_slb.__all__
+
+
+def test_a_format_of_ones_own_writes_the_codes_from_the_public_names(tmp_path):
+    def write_codes(network, _inputs, file_name):
+        np.savez(file_name, **{weight.path: mindspore_slb.pack_codes(weight.codes, weight.bits)
+                               for weight in mindspore_slb.quantized_weights(network)})
+
+    register_export_format("CODES", write_codes, ".codes.npz", packed=True)
+    try:
+        _, network, _ = quantized_network(2, False)
+        expected = {weight.path: weight for weight in mindspore_slb.quantized_weights(network)}
+        path = export_network(network, (), str(tmp_path / "net"), "CODES")
+    finally:
+        unregister_export_format("CODES")
+    with np.load(path) as arrays:
+        assert set(arrays.files) == set(expected)
+        for name, weight in expected.items():
+            codes = mindspore_slb.unpack_codes(arrays[name], 2, weight.codes.size).reshape(weight.codes.shape)
+            np.testing.assert_array_equal(codes, weight.codes)
+            np.testing.assert_array_equal(mindspore_slb.decode_weight(codes, weight.values, weight.scale),
+                                          weight.layer.hard_weight())
