@@ -21,6 +21,8 @@ cat > "$DIR/shim/mindspore_slb/__init__.py" <<'PY'
 """mindspore_slb's top-level names, served by Golden Stick (for side-by-side comparisons only)."""
 from mindspore.common.dtype import QuantDtype
 from mindspore_gs import SlbQuantAwareTraining
+
+WEIGHT_DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 PY
 "$DIR/venv/bin/python" -c "import mindspore_gs; print('Golden Stick', mindspore_gs.__version__)" 2>/dev/null | tail -n 1
 echo "anchor ready: python benchmarks/side_by_side.py --anchor $DIR ..."

@@ -15,10 +15,8 @@ from mindspore import Tensor, nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
-from mindspore_slb import QuantDtype, SlbQuantAwareTraining  # noqa: E402
+from mindspore_slb import WEIGHT_DTYPES as DTYPES, SlbQuantAwareTraining  # noqa: E402
 from slb_recipe.resnet import resnet18  # noqa: E402
-
-DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
 
 def train_step(bits, scale, width):
@@ -32,7 +30,7 @@ def train_step(bits, scale, width):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--bits", type=int, nargs="+", default=(1, 4), choices=(1, 2, 4))
+    parser.add_argument("--bits", type=int, nargs="+", default=(1, 4), choices=tuple(DTYPES))
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--image_size", type=int, default=32)

@@ -117,10 +117,10 @@ def build_slb_algorithm(config, has_trained_epoch):
     None for the float baseline W32."""
     if config.quant_type == "W32":
         return None
-    from mindspore_slb import QuantDtype, SlbQuantAwareTraining  # pylint: disable=import-outside-toplevel
-    dtypes = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
+    # pylint: disable-next=import-outside-toplevel
+    from mindspore_slb import WEIGHT_DTYPES, QuantDtype, SlbQuantAwareTraining
     return SlbQuantAwareTraining({
-        "quant_dtype": [QuantDtype.INT8, dtypes[weight_bits(config.quant_type)]],
+        "quant_dtype": [QuantDtype.INT8, WEIGHT_DTYPES[weight_bits(config.quant_type)]],
         "enable_act_quant": config.quant_type.endswith("A8"),
         "enable_bn_calibration": config.enable_bn_calibration,
         "epoch_size": config.epoch_size,
@@ -132,7 +132,7 @@ def build_slb_algorithm(config, has_trained_epoch):
         "enable_weight_scale": config.enable_weight_scale,
         "enable_dense_quant": config.enable_dense_quant,
         "exclude_layers": split_patterns(config.exclude_layers),
-        "layer_bits": {pattern: dtypes[bits] for pattern, bits in parse_layer_bits(config.layer_bits).items()},
+        "layer_bits": {pattern: WEIGHT_DTYPES[bits] for pattern, bits in parse_layer_bits(config.layer_bits).items()},
         "weight_search": "ste" if config.quant_type.endswith(STE_SUFFIX) else "slb",
     })
 

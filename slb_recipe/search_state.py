@@ -4,8 +4,7 @@ A quantized layer without logits (the straight-through baseline) has no decidedn
 """
 import numpy as np
 
-from mindspore_slb.quantizer import decidedness
-from mindspore_slb.registry import is_quantized
+from mindspore_slb import decidedness, is_quantized
 
 
 def quantized_layers(net):

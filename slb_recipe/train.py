@@ -145,7 +145,7 @@ def _periodic_evaluation(config, net, train_data):
         from slb_recipe.search_state import searching  # pylint: disable=import-outside-toplevel
         if searching(net):
             # pylint: disable-next=import-outside-toplevel
-            from mindspore_slb.callbacks import CALIBRATION_BATCHES, BatchNormCalibrator
+            from mindspore_slb import CALIBRATION_BATCHES, BatchNormCalibrator
             if not calibrators:
                 calibrators.append(BatchNormCalibrator(net))
             calibrators[0].calibrate(train_data, CALIBRATION_BATCHES)

@@ -12,13 +12,12 @@ import pytest
 from mindspore import ops
 from onnx import numpy_helper
 
-from mindspore_slb import OnnxExportError, QuantDtype, save_onnx
-from mindspore_slb.packing import quantized_weights
+from mindspore_slb import WEIGHT_DTYPES as DTYPES, OnnxExportError, QuantDtype, save_onnx
+from mindspore_slb.packed_layers import quantized_weights
 from test_zoo_check import import_zoo_check, needs_mindcv
 from tiny_nets import ConvBnNet, randomly_searched
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
 
 class MeanPoolNet(ConvBnNet):

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from mindspore import Parameter, Tensor, nn
 
-from mindspore_slb import PackedFileError, QuantDtype, load_packed, packed_network, save_packed
-from mindspore_slb.packed_layers import UnpackWeight
-from mindspore_slb.packing import (FORMAT_VERSION, MAGIC, QuantizedWeight, decode_weight, pack_codes, read_packed,
-                                   size_rows, unpack_codes, write_packed)
+from mindspore_slb import WEIGHT_DTYPES as DTYPES, PackedFileError, load_packed, packed_network, save_packed
+from mindspore_slb.codes import decode_weight, pack_codes, unpack_codes
+from mindspore_slb.packed_layers import QuantizedWeight, UnpackWeight
+from mindspore_slb.packing import size_rows, write_packed
+from mindspore_slb.slb_reader import FORMAT_VERSION, MAGIC, read_packed
 from tiny_nets import ConvBnNet, batches, randomly_searched
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
 
 def quantized_network(bits, act_quant, seed=0):
