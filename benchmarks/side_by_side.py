@@ -68,12 +68,12 @@ def check_anchor(parser, anchor):
 
 
 def write_atomically(path, text):
-    """The sweep's atomic writer, imported in the comparing process only: a Golden Stick worker must
+    """The recipe's atomic writer, imported in the comparing process only: a Golden Stick worker must
     import its shim before anything puts this repository on sys.path."""
     if REPO_ROOT not in sys.path:
         sys.path.insert(0, REPO_ROOT)
-    from slb_recipe import sweep  # pylint: disable=import-outside-toplevel
-    sweep.write_atomically(path, text)
+    from slb_recipe.files import write_atomically as write  # pylint: disable=import-outside-toplevel
+    write(path, text)
 
 
 def start_hook(implementation, start_state):

@@ -23,6 +23,7 @@ from slb_recipe import plots
 from slb_recipe import train
 from slb_recipe.common import checkpoint_dir, saved_checkpoints, script_main, with_overrides
 from slb_recipe.config import parse_list
+from slb_recipe.files import write_atomically
 
 RUN_RESULT_NAME = "sweep_run.json"
 MARKDOWN_NAME = "sweep_results.md"
@@ -86,14 +87,6 @@ def markdown_tables(summary, rows):
     lines += [_markdown_row([row["quant_type"], str(row["seed"]), f"{row['top_1_accuracy']:.4f}",
                              f"{row['top_5_accuracy']:.4f}", f"{row['train_time_s']:.1f}"]) for row in rows]
     return "\n".join(lines)
-
-
-def write_atomically(path, text):
-    """A temporary name, then a rename: an interrupted write never leaves half a file behind."""
-    temporary = path + ".partial"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
 
 
 def _read_run_result(folder):
