@@ -92,7 +92,10 @@ def start_hook(implementation, start_state):
 def train_and_evaluate(recipe_args, run_folder, prepare_network=None):
     """Train as recipe_args say into run_folder, then top-1/top-5 of the quantized network."""
     from slb_recipe import train  # pylint: disable=import-outside-toplevel
-    from slb_recipe.common import create_split, evaluate, load_trained_network, setup_runtime  # noqa
+    from slb_recipe.dataset import create_split  # pylint: disable=import-outside-toplevel
+    from slb_recipe.metrics import evaluate  # pylint: disable=import-outside-toplevel
+    from slb_recipe.network import load_trained_network  # pylint: disable=import-outside-toplevel
+    from slb_recipe.runtime import setup_runtime  # pylint: disable=import-outside-toplevel
     from slb_recipe.config import parse_args as recipe_config  # pylint: disable=import-outside-toplevel
 
     config = recipe_config([*recipe_args, "--output_path", run_folder])

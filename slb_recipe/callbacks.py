@@ -13,7 +13,8 @@ from mindspore.train.callback import Callback
 import mindspore_slb
 from slb_recipe import plots
 from slb_recipe.search_state import chosen_values_by_layer, decidedness_by_layer, overall_decidedness
-from slb_recipe.common import EPOCH_KEY, RecipeError, checkpoint_name, save_checkpoint_atomically, saved_checkpoints
+from slb_recipe.checkpoints import EPOCH_KEY, checkpoint_name, save_checkpoint_atomically, saved_checkpoints
+from slb_recipe.errors import RecipeError
 
 BN_STATISTICS_SUFFIXES = (".moving_mean", ".moving_variance")
 

@@ -70,6 +70,17 @@ def create_dataset(dataset, data_path, do_train, batch_size, image_size, num_sam
     return data.batch(batch_size, drop_remainder=do_train)
 
 
+def create_split(config, do_train, rank_id=0, rank_size=1, first_epoch=0):
+    """The training or evaluation pipeline the recipe's config describes; training starts at first_epoch's order."""
+    return create_dataset(
+        config.dataset, config.data_path, do_train, config.batch_size,
+        config.train_image_size if do_train else config.eval_image_size,
+        num_samples=config.train_num_samples if do_train else config.eval_num_samples,
+        shuffle=config.shuffle, num_parallel_workers=config.num_parallel_workers,
+        rank_id=rank_id, rank_size=rank_size, seed=config.seed, first_epoch=first_epoch,
+        class_num=config.class_num)
+
+
 def _at(data_path):
     return f" at '{data_path}'" if data_path else ""
 

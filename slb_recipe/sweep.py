@@ -21,9 +21,10 @@ import time
 from slb_recipe import evaluate as evaluation
 from slb_recipe import plots
 from slb_recipe import train
-from slb_recipe.common import checkpoint_dir, saved_checkpoints, script_main, with_overrides
-from slb_recipe.config import parse_list
+from slb_recipe.checkpoints import checkpoint_dir, saved_checkpoints
+from slb_recipe.config import parse_list, with_overrides
 from slb_recipe.files import write_atomically
+from slb_recipe.runtime import script_main
 
 RUN_RESULT_NAME = "sweep_run.json"
 MARKDOWN_NAME = "sweep_results.md"

@@ -18,10 +18,13 @@ from mindspore_slb import (Conv2dSlbQuant, QuantDtype, SlbFakeQuantizerPerLayer,
 from mindspore_slb.quantizer import candidate_values
 from slb_recipe import evaluate as evaluation
 from slb_recipe import export, train
-from slb_recipe.common import (CHECKPOINT_NAME, build_slb_algorithm, create_split, load_trained_network,
-                               setup_runtime, weight_bits)
+from slb_recipe.checkpoints import CHECKPOINT_NAME
 from slb_recipe.config import load_config
+from slb_recipe.dataset import create_split
+from slb_recipe.network import build_slb_algorithm, load_trained_network
+from slb_recipe.quant_type import weight_bits
 from slb_recipe.resnet import resnet18
+from slb_recipe.runtime import setup_runtime
 
 DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
