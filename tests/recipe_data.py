@@ -7,8 +7,11 @@ from slb_recipe.config import parse_args
 # The data writers live with the recipe, shared with benchmarks/recipe_benchmark.py.
 from slb_recipe.synthetic_data import write_cifar10_binary, write_fashion_mnist, write_image_folder  # noqa: F401
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tiny_nets import REPO_ROOT
+
 SCRIPTS_DIR = os.path.join(REPO_ROOT, "scripts")
+# The first bytes of every PNG file.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def tiny_args(output_path, **overrides):
     """Command-line arguments of a tiny, deterministic run on the digits data."""

@@ -15,10 +15,8 @@ from onnx import numpy_helper
 from mindspore_slb import OnnxExportError, QuantDtype, save_onnx
 from mindspore_slb.packing import quantized_weights
 from test_zoo_check import import_zoo_check, needs_mindcv
-from tiny_nets import ConvBnNet, randomly_searched
+from tiny_nets import DTYPES, REPO_ROOT, ConvBnNet, randomly_searched
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
 
 class MeanPoolNet(ConvBnNet):

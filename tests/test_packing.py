@@ -11,14 +11,12 @@ import numpy as np
 import pytest
 from mindspore import Parameter, Tensor, nn
 
-from mindspore_slb import PackedFileError, QuantDtype, load_packed, packed_network, save_packed
+from mindspore_slb import PackedFileError, load_packed, packed_network, save_packed
 from mindspore_slb.packed_layers import UnpackWeight
 from mindspore_slb.packing import (FORMAT_VERSION, MAGIC, QuantizedWeight, decode_weight, pack_codes, read_packed,
                                    size_rows, unpack_codes, write_packed)
-from tiny_nets import ConvBnNet, batches, randomly_searched
+from tiny_nets import DTYPES, REPO_ROOT, ConvBnNet, batches, randomly_searched
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
 
 def quantized_network(bits, act_quant, seed=0):

@@ -10,7 +10,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.train.callback import Callback
 
 from recipe_data import tiny_args
-from tiny_nets import ConvBnNet, MyConv, MyConvSlbQuant, batches, train_model
+from tiny_nets import DTYPES, ConvBnNet, MyConv, MyConvSlbQuant, batches, train_model
 
 from mindspore_slb import (Conv2dSlbQuant, QuantDtype, SlbFakeQuantizerPerLayer, SlbQuantAwareTraining,
                            SlbQuantLayer, SteWeightQuantizer, calibrate_batchnorm, load_packed, packed_network,
@@ -26,7 +26,6 @@ from slb_recipe.quant_type import weight_bits
 from slb_recipe.resnet import resnet18
 from slb_recipe.runtime import setup_runtime
 
-DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
 
 def nearest_candidates(latent, bits):
