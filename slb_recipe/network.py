@@ -1,5 +1,7 @@
 """The recipe's network: ResNet18 with SLB (or the straight-through baseline) applied as quant_type
 says, fresh or with a trained checkpoint loaded."""
+import mindspore_slb
+
 from slb_recipe.checkpoints import load_into_network, read_checkpoint, resolve_checkpoint
 from slb_recipe.config import parse_layer_bits, split_patterns
 from slb_recipe.errors import RecipeError
@@ -13,12 +15,10 @@ def build_slb_algorithm(config, has_trained_epoch):
     quant_type = parse_quant_type(config.quant_type)
     if quant_type.is_float:
         return None
-    # mindspore_slb's top-level names only, looked up when a network is built (see
-    # benchmarks/golden_stick_shim, which serves them from Golden Stick).
-    from mindspore_slb import QuantDtype, SlbQuantAwareTraining  # pylint: disable=import-outside-toplevel
-    dtypes = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
-    return SlbQuantAwareTraining({
-        "quant_dtype": [QuantDtype.INT8, dtypes[quant_type.weight_bits]],
+    quant_dtype = mindspore_slb.QuantDtype
+    dtypes = {1: quant_dtype.INT1, 2: quant_dtype.INT2, 4: quant_dtype.INT4}
+    return mindspore_slb.SlbQuantAwareTraining({
+        "quant_dtype": [quant_dtype.INT8, dtypes[quant_type.weight_bits]],
         "enable_act_quant": quant_type.activation_bits is not None,
         "enable_bn_calibration": config.enable_bn_calibration,
         "epoch_size": config.epoch_size,
@@ -49,11 +49,8 @@ def build_network(config, has_trained_epoch=0, float_start=None):
         load_into_network(net, float_start, config.float_checkpoint)
     algo = build_slb_algorithm(config, has_trained_epoch)
     if algo is not None:
-        # Golden Stick's algorithm (served by benchmarks/golden_stick_shim) has no such check.
-        check_schedule = getattr(algo, "check_schedule", None)
         try:
-            if check_schedule is not None:
-                check_schedule()
+            algo.check_schedule()
             net = algo.apply(net)
         except ValueError as error:  # mindspore_slb's one-line messages name the key
             raise RecipeError(f"SLB refuses these settings: {error}") from error

@@ -83,7 +83,11 @@ def test_the_recipe_imports_only_mindspore_slbs_top_level_names_until_it_builds_
 
 SHIM = os.path.join(side_by_side.REPO_ROOT, "benchmarks", "golden_stick_shim")
 FAKE_GOLDEN_STICK = {
-    "mindspore_gs/__init__.py": "class SlbQuantAwareTraining:\n    pass\n",
+    "mindspore_gs/__init__.py": ("class SlbQuantAwareTraining:\n"
+                                 "    def __init__(self, config):\n"
+                                 "        self.config = config\n\n"
+                                 "    def apply(self, net):\n"
+                                 "        return net\n"),
     "mindspore_gs/quantization/__init__.py": "",
     "mindspore_gs/quantization/slb/__init__.py": "",
     "mindspore_gs/quantization/slb/slb_fake_quantizer.py": (
@@ -98,7 +102,7 @@ FAKE_GOLDEN_STICK = {
 
 
 def test_the_recipes_epoch_end_runs_on_golden_stick_through_the_shim(tmp_path):
-    """The recipe's epoch-end callbacks on a network holding Golden Stick's quantizer, with
+    """The recipe's network building and epoch-end callbacks on a network holding Golden Stick's quantizer, with
     mindspore_slb served by benchmarks/golden_stick_shim (Golden Stick itself stood in for by the
     modules and names the shim imports): the epoch line shows the temperature, and no decidedness,
     since the network has no layer of this package's type."""
@@ -119,6 +123,10 @@ def test_the_recipes_epoch_end_runs_on_golden_stick_through_the_shim(tmp_path):
         "import mindspore as ms",
         "from mindspore_gs.quantization.slb.slb_fake_quantizer import SlbFakeQuantizerPerLayer",
         "from slb_recipe.callbacks import EpochReport, TrainingPlots",
+        "from slb_recipe.config import load_config",
+        "from slb_recipe.network import build_network",
+        "_, algo = build_network(load_config(['--quant_type', 'W1', '--width', '4']))",
+        "assert type(algo).__module__ == 'mindspore_slb' and algo.config['weight_search'] == 'slb', algo",
         "net = ms.nn.SequentialCell([ms.nn.Dense(2, 2), SlbFakeQuantizerPerLayer()])",
         "report = EpochReport(net, np.full(1, 0.1, np.float32), 1, has_trained_epoch=0, epoch_size=2)",
         "args = SimpleNamespace(cur_epoch_num=1, cur_step_num=1, net_outputs=ms.Tensor(0.5, ms.float32))",
