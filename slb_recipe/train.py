@@ -20,6 +20,7 @@ from slb_recipe.metrics import evaluate, loss_function
 from slb_recipe.network import build_network
 from slb_recipe.output_folder import claimed_folder, refuse_other_runs_checkpoints
 from slb_recipe.runtime import script_main, setup_runtime
+from slb_recipe.search_state import searching
 
 # A weight scale, like a BatchNorm scale, sets a magnitude: decaying it would shrink the layer.
 NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias", "weight_scale")
@@ -146,8 +147,8 @@ def _periodic_evaluation(config, net, train_data):
     calibrators = []
 
     def run():
-        from slb_recipe.search_state import searching  # pylint: disable=import-outside-toplevel
         if searching(net):
+            # Only this package's networks search (search_state), so its submodule is there.
             # pylint: disable-next=import-outside-toplevel
             from mindspore_slb.callbacks import CALIBRATION_BATCHES, BatchNormCalibrator
             if not calibrators:
