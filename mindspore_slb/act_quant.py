@@ -2,6 +2,8 @@
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
+__all__ = ["SlbActQuantizer"]
+
 
 class SlbActQuantizer(nn.Cell):
     """Asymmetric per-layer fake quantization of a layer's input, for CPU and GPU alike.

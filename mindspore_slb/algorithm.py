@@ -14,9 +14,12 @@ from mindspore_slb.config import CONFIG_KEYS, SlbConfig, split_quant_dtype
 from mindspore_slb.convert import convert_network
 from mindspore_slb.layer_plan import (bits_for, check_plan, float_reason, format_summary, summary_row, type_enabled,
                                       unused_patterns)
-from mindspore_slb.packing import fspath, refuse_packed
+from mindspore_slb.packed_layers import refuse_packed
 from mindspore_slb.registry import handler_for, is_quantized, registered_layers, search_argument
 from mindspore_slb.rewrite import replace_cells
+from mindspore_slb.slb_reader import fspath
+
+__all__ = ["SlbQuantAwareTraining"]
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,9 @@ from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer
 from mindspore_slb.registry import is_quantized
 from mindspore_slb.ste import SteWeightQuantizer
 
+__all__ = ["CALIBRATION_BATCHES", "TemperatureScheduler", "BNCalibration", "BatchNormCalibrator",
+           "calibrate_batchnorm", "set_epoch_temperature"]
+
 logger = logging.getLogger(__name__)
 
 # Batches BNCalibration averages: 1,024 images at batch 32, enough for per-channel means and

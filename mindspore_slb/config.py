@@ -9,10 +9,12 @@ from dataclasses import dataclass, field, fields
 from mindspore.common.dtype import QuantDtype
 
 from mindspore_slb.layers import SLB, WEIGHT_SEARCHES
+from mindspore_slb.quant_dtypes import ACT_BITS, WEIGHT_BITS
 from mindspore_slb.quantizer import MAX_TEMPERATURE
 
-WEIGHT_BITS = {QuantDtype.INT1: 1, QuantDtype.INT2: 2, QuantDtype.INT4: 4}
-ACT_BITS = {QuantDtype.INT8: 8}
+__all__ = ["SlbConfig", "CONFIG_KEYS", "check_quant_dtype", "check_bool", "check_int", "check_float", "check_choice",
+           "check_exclude_layers", "check_layer_bits", "split_quant_dtype", "temperature_at_epoch",
+           "rise_start_epoch", "rise_epochs"]
 
 
 def _type_name(value):

@@ -8,6 +8,8 @@ from mindspore import Tensor, nn
 from mindspore_slb.registry import handler_of_quantized, is_quantized
 from mindspore_slb.rewrite import replace_cells
 
+__all__ = ["QuantInputCell", "deployable_layer", "convert_network"]
+
 
 class QuantInputCell(nn.Cell):
     """A plain layer whose input passes through a frozen 8-bit activation quantizer."""

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 from mindspore import Parameter, nn
 
-from mindspore_slb.config import WEIGHT_BITS
+from mindspore_slb.quant_dtypes import WEIGHT_BITS
 from mindspore_slb.registry import handler_for
+
+__all__ = ["FLOAT", "LayerSummary", "type_enabled", "float_reason", "bits_for", "summary_row", "check_plan",
+           "unused_patterns", "format_summary"]
 
 FLOAT = "float"
 

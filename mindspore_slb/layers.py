@@ -9,8 +9,12 @@ import numpy as np
 
 from mindspore import Parameter, Tensor, nn, ops
 
+from mindspore_slb.codes import decode_weight
 from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer, logits_from_weight
 from mindspore_slb.ste import SteWeightQuantizer, latent_from_weight
+
+__all__ = ["SLB", "STE", "WEIGHT_SEARCHES", "SlbQuantLayer", "Conv2dSlbQuant", "DenseSlbQuant", "deployable_conv2d",
+           "deployable_dense"]
 
 SLB = "slb"
 STE = "ste"
@@ -93,10 +97,8 @@ class SlbQuantLayer(nn.Cell):
 
     def hard_weight(self):
         """The evaluation weight as a NumPy array, exactly what ``construct`` uses in evaluation."""
-        chosen = self.fake_quant_weight.hard_weight(self.searched_weight()).asnumpy()
-        if self.weight_scale is None:
-            return chosen
-        return chosen * self.weight_scale.asnumpy().reshape(self._scale_shape)
+        scale = None if self.weight_scale is None else self.weight_scale.asnumpy()
+        return decode_weight(self.weight_codes(), self.fake_quant_weight.values, scale)
 
     def compute(self, x, weight):
         """The layer's output for input ``x`` and weight ``weight``; subclasses define it."""

@@ -19,8 +19,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from mindspore_slb.convert import convert_network
-from mindspore_slb.packing import require_quantized_weights
-from mindspore_slb.slb_reader import decode_weight, pack_codes
+from mindspore_slb.codes import decode_weight, pack_codes
+from mindspore_slb.packed_layers import require_quantized_weights
+
+__all__ = ["OnnxExportError", "save_onnx", "exported_model", "pack_weights"]
 
 _UNSUPPORTED = re.compile(r"Exporting (\S+) operator is not yet supported")
 

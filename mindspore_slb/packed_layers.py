@@ -1,17 +1,85 @@
-"""A deployable network that keeps its quantized weights bit-packed and unpacks them inside the graph.
+"""A trained quantized network's deployable weights, and the layer that keeps them bit-packed.
 
-Exported as MINDIR, each quantized weight is stored as uint8 codes (``8 // bits`` per byte) plus its
-K candidate values, and the graph rebuilds it on every call with plain MindSpore ops: the 256
-possible bytes are split into codes by shifts and masks and mapped to values (a [256, 8 // bits]
-table), and one gather turns the packed bytes into the weight. A plain ``mindspore.load`` and
-``nn.GraphCell`` run it; mindspore_slb is not needed there.
+``quantized_weights`` reads, from a trained network, what every quantized layer deploys: its codes
+(the candidate each weight takes), candidate values, optional per-channel scale and input
+quantizer. ``save_packed``, ``size_rows``, ``save_onnx`` and ``packed_network`` all start from it.
+
+``packed_network`` turns each quantized layer into a ``PackedLayer``: exported as MINDIR, each
+quantized weight is stored as uint8 codes (``8 // bits`` per byte) plus its K candidate values, and
+the graph rebuilds it on every call with plain MindSpore ops: the 256 possible bytes are split into
+codes by shifts and masks and mapped to values (a [256, 8 // bits] table), and one gather turns the
+packed bytes into the weight. A plain ``mindspore.load`` and ``nn.GraphCell`` run it; mindspore_slb
+is not needed there.
 """
+import collections
+
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from mindspore_slb.packing import pack_codes, require_quantized_weights
+from mindspore_slb.codes import pack_codes
+from mindspore_slb.registry import is_quantized
 from mindspore_slb.rewrite import replace_cells
+
+__all__ = ["QuantizedWeight", "quantized_weights", "require_quantized_weights", "refuse_packed", "UnpackWeight",
+           "PackedLayer", "packed_network"]
+
+QuantizedWeight = collections.namedtuple("QuantizedWeight",
+                                         "path bits codes values scale input_quantizer replaced_parameters layer")
+QuantizedWeight.__doc__ = """One quantized layer's hard weight ``scale[:, None, ...] * values[codes]``.
+
+path (str): the layer's path in the network; bits (int); codes (ndarray of int, the weight's shape);
+values (tuple of K floats); scale (float32 ndarray [out_channels] or None); input_quantizer
+(SlbActQuantizer or None); replaced_parameters (tuple of the layer's Parameters that codes, values
+and scale stand for, or that only training needs: logits or latent weights, temperature, scale);
+layer (the quantized layer itself, or None for a weight that stands alone).
+"""
+
+
+def quantized_weights(network):
+    """Every quantized layer of ``network`` as a ``QuantizedWeight``, in network order.
+
+    The one place that knows which layers are quantized and how their hard weight is formed: the
+    layer's ``weight_codes()`` (the candidate each weight takes, as its hard weight chooses),
+    ``weight_quantizer().values``, its optional ``weight_scale`` and ``input_quantizer``; the layer
+    names the parameters these stand for (``replaced_parameters()``).
+    """
+    found = []
+    for path, cell in network.cells_and_names():
+        if not is_quantized(cell):
+            continue
+        quantizer = cell.weight_quantizer()
+        scale = getattr(cell, "weight_scale", None)
+        found.append(QuantizedWeight(
+            path=path, bits=quantizer.num_bits, codes=cell.weight_codes(),
+            values=tuple(quantizer.values), scale=None if scale is None else scale.asnumpy().astype(np.float32),
+            input_quantizer=cell.input_quantizer, replaced_parameters=cell.replaced_parameters(), layer=cell))
+    return found
+
+
+def require_quantized_weights(network, name="network"):
+    """``quantized_weights(network)``; a TypeError or ValueError naming the parameter ``name`` when
+    ``network`` is no Cell, is already packed or has no quantized layer."""
+    if not isinstance(network, nn.Cell):
+        raise TypeError(f"'{name}' must be a mindspore.nn.Cell, but got {type(network).__name__}.")
+    refuse_packed(network, name)
+    layers = quantized_weights(network)
+    if not layers:
+        raise ValueError(f"'{name}' ({type(network).__name__}) has no quantized layer: pass the network "
+                         "returned by SlbQuantAwareTraining.apply().")
+    return layers
+
+
+def refuse_packed(network, name):
+    """A ValueError naming the parameter ``name`` when ``network`` holds a ``PackedLayer``.
+
+    A packed layer keeps its trained quantized layer inside (it computes with it), so a second
+    packing or a conversion would find that layer and pack or convert it again.
+    """
+    for path, cell in network.cells_and_names():
+        if isinstance(cell, PackedLayer):
+            raise ValueError(f"'{name}' is already packed (a PackedLayer at '{path or name}'): pack, save or "
+                             "convert the trained quantized network, not the result of packed_network().")
 
 
 class UnpackWeight(nn.Cell):
@@ -39,9 +107,7 @@ class UnpackWeight(nn.Cell):
             self.weight_scale = Parameter(Tensor(layer.scale.reshape((-1,) + (1,) * (len(self.shape) - 1))),
                                           name="weight_scale", requires_grad=False)
 
-    # Compiled also in PyNative mode, where op by op the small ops cost more than the gather itself
-    # (ResNet18, batch 32, in PyNative: 3.0x the converted network's time op by op, 2.3x compiled;
-    # in GRAPH mode and as MINDIR 1.0x to 1.2x).
+    # Compiled also in PyNative mode, where op by op the small ops cost more than the gather itself.
     @ms.jit
     def construct(self):
         every_byte = ops.arange(256, dtype=ms.int32).reshape((256, 1))

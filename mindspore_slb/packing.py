@@ -1,91 +1,32 @@
-"""A quantized network packed to the bit: each weight's candidate index in exactly ``bits`` bits.
+"""Saving a quantized network to the ``.slb`` packed file, loading one, and what each part of it costs.
 
-The file format (layout, bit packing, header) and everything that reads it without MindSpore live in
-``mindspore_slb.slb_reader`` (docs/slb_format.md); this module writes the file from a network and
-loads it into one. A quantized layer at ``path`` stores ``path.weight_codes`` (packed uint8),
-``path.weight_values`` (its K candidates, float32) and, when it has one, ``path.weight_scale`` (per
-output channel); every other parameter of the deployable network (BatchNorm, float layers, biases,
-activation-quantizer ranges) is stored as it is, under its name.
+The file format itself lives in ``mindspore_slb.slb_reader`` (docs/slb_format.md), the packing of
+codes in ``mindspore_slb.codes``; this module writes the file from a trained network
+(``save_packed``), loads it into the user's float network (``load_packed``) and lists the bytes of
+every stored item (``size_rows``). A quantized layer at ``path`` stores ``path.weight_codes`` (packed
+uint8), ``path.weight_values`` (its K candidates, float32) and, when it has one,
+``path.weight_scale`` (per output channel); every other parameter of the deployable network
+(BatchNorm, float layers, biases, activation-quantizer ranges) is stored as it is, under its name.
 """
-import collections
 import os
 
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
 from mindspore_slb.act_quant import SlbActQuantizer
+from mindspore_slb.codes import decode_weight, pack_codes
 from mindspore_slb.convert import QuantInputCell
-from mindspore_slb.registry import is_quantized
+from mindspore_slb.packed_layers import require_quantized_weights
 from mindspore_slb.rewrite import replace_cells
-# The format's names, re-exported: callers and tests import them from here.
-from mindspore_slb.slb_reader import (FORMAT_VERSION, MAGIC, SUPPORTED_BITS, PackedFileError,  # noqa: F401
-                                      decode_weight, file_bytes, fspath, layer_codes, pack_codes, read_packed,
-                                      unpack_codes)
+from mindspore_slb.slb_reader import PackedFileError, file_bytes, fspath, layer_codes, read_packed
 
-QuantizedWeight = collections.namedtuple("QuantizedWeight",
-                                         "path bits codes values scale input_quantizer replaced_parameters layer")
-QuantizedWeight.__doc__ = """One quantized layer's hard weight ``scale[:, None, ...] * values[codes]``.
-
-path (str): the layer's path in the network; bits (int); codes (ndarray of int, the weight's shape);
-values (tuple of K floats); scale (float32 ndarray [out_channels] or None); input_quantizer
-(SlbActQuantizer or None); replaced_parameters (tuple of the layer's Parameters that codes, values
-and scale stand for, or that only training needs: logits or latent weights, temperature, scale);
-layer (the quantized layer itself, or None for a weight that stands alone).
-"""
-
-
-def quantized_weights(network):
-    """Every quantized layer of ``network`` as a ``QuantizedWeight``, in network order.
-
-    The one place that knows which layers are quantized and how their hard weight is formed: the
-    layer's ``weight_codes()`` (the candidate each weight takes, as its hard weight chooses),
-    ``weight_quantizer().values``, its optional ``weight_scale`` and ``input_quantizer``; the layer
-    names the parameters these stand for (``replaced_parameters()``).
-    """
-    found = []
-    for path, cell in network.cells_and_names():
-        if not is_quantized(cell):
-            continue
-        quantizer = cell.weight_quantizer()
-        scale = getattr(cell, "weight_scale", None)
-        found.append(QuantizedWeight(
-            path=path, bits=quantizer.num_bits, codes=cell.weight_codes(),
-            values=tuple(quantizer.values), scale=None if scale is None else scale.asnumpy().astype(np.float32),
-            input_quantizer=cell.input_quantizer, replaced_parameters=cell.replaced_parameters(), layer=cell))
-    return found
+__all__ = ["save_packed", "load_packed", "size_rows", "write_packed"]
 
 
 def _kept_parameters(network, layers):
     """(name, Parameter) of every parameter stored as it is: all but the layers' replaced ones."""
     replaced = {id(param) for layer in layers for param in layer.replaced_parameters}
     return [(name, param) for name, param in network.parameters_and_names() if id(param) not in replaced]
-
-
-def require_quantized_weights(network, name="network"):
-    """``quantized_weights(network)``; a TypeError or ValueError naming the parameter ``name`` when
-    ``network`` is no Cell, is already packed or has no quantized layer."""
-    if not isinstance(network, nn.Cell):
-        raise TypeError(f"'{name}' must be a mindspore.nn.Cell, but got {type(network).__name__}.")
-    refuse_packed(network, name)
-    layers = quantized_weights(network)
-    if not layers:
-        raise ValueError(f"'{name}' ({type(network).__name__}) has no quantized layer: pass the network "
-                         "returned by SlbQuantAwareTraining.apply().")
-    return layers
-
-
-def refuse_packed(network, name):
-    """A ValueError naming the parameter ``name`` when ``network`` holds a ``PackedLayer``.
-
-    A packed layer keeps its trained quantized layer inside (it computes with it), so a second
-    packing or a conversion would find that layer and pack or convert it again.
-    """
-    # Imported here: packed_layers builds on this module.
-    from mindspore_slb.packed_layers import PackedLayer  # pylint: disable=import-outside-toplevel
-    for path, cell in network.cells_and_names():
-        if isinstance(cell, PackedLayer):
-            raise ValueError(f"'{name}' is already packed (a PackedLayer at '{path or name}'): pack, save or "
-                             "convert the trained quantized network, not the result of packed_network().")
 
 
 def _layer_tensors(layer):

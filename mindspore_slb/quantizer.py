@@ -21,6 +21,11 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from mindspore_slb import native
 
+__all__ = ["MAX_TEMPERATURE", "START_SPREAD", "START_LIMIT", "START_FLOOR", "candidate_values",
+           "candidate_probabilities", "decidedness", "nearest_codes", "start_logits", "fitted_channel_scale",
+           "normalized_weight", "logits_from_weight", "scale_weight", "CandidateQuantizer",
+           "SlbFakeQuantizerPerLayer"]
+
 # Largest softmax temperature. Far above any useful schedule (the softmax is one-hot in float32
 # long before), and low enough that T * (logit gap) and T * (upstream gradient) stay finite in
 # float32 on both paths, so the fused kernel and the plain ops agree.

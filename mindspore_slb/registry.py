@@ -18,6 +18,9 @@ from mindspore import nn
 from mindspore_slb.layers import (SLB, Conv2dSlbQuant, DenseSlbQuant, SlbQuantLayer, deployable_conv2d,
                                   deployable_dense)
 
+__all__ = ["LayerHandler", "register_layer", "unregister_layer", "registered_layers", "handler_for",
+           "handler_of_quantized", "search_argument", "is_quantized"]
+
 
 @dataclass(frozen=True)
 class LayerHandler:

@@ -10,6 +10,8 @@ import time
 import mindspore as ms
 from mindspore import nn
 
+__all__ = ["replace_cells", "renew_compiled_graphs"]
+
 
 # MindSpore's mixed precision (to_float, AMP O2 / O3) is a flag on each Cell that casts the Cell's
 # inputs. A replacement is a new Cell without it: under float16 its float32 weight would meet a

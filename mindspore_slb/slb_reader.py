@@ -4,13 +4,13 @@
     python -m mindspore_slb.slb_reader net.slb --npz out.npz    # and write every array to out.npz
 
 The file: ``b"SLBPACK\\n"`` | uint32 version | uint64 header length | header (UTF-8 JSON) | tensor data |
-SHA-256 of all before, integers little-endian. Code ``i`` of a layer (weights in row-major order)
-sits in byte ``i // (8 // bits)`` at bit ``(i % (8 // bits)) * bits``, lowest bits first; the last
-byte is padded with zeros.
+SHA-256 of all before, integers little-endian. A layer's codes (weights in row-major order) are
+packed ``8 // bits`` to a byte as ``mindspore_slb.codes`` describes.
 
-This module holds everything about the file that needs no MindSpore (``mindspore_slb.packing``
-writes the file and loads it into a network with it); it imports only NumPy and the standard
-library, so it can also be copied alone and run as ``python slb_reader.py``.
+This module is the file format and nothing else: ``mindspore_slb.packing`` writes the file from a
+network and loads it into one. It imports only NumPy, the standard library and
+``mindspore_slb.codes`` (NumPy only), so it runs where MindSpore is not installed; copied out of the
+package, it runs as ``python slb_reader.py`` beside a copy of ``codes.py``.
 """
 import argparse
 import hashlib
@@ -21,56 +21,24 @@ import sys
 
 import numpy as np
 
+try:
+    from mindspore_slb.codes import SUPPORTED_BITS, decode_weight, unpack_codes
+except ImportError:  # copied out of the package, next to codes.py
+    from codes import SUPPORTED_BITS, decode_weight, unpack_codes  # pylint: disable=import-error
+
+__all__ = ["FORMAT_VERSION", "MAGIC", "SUPPORTED_BITS", "LAYER_TENSORS", "PackedFileError", "file_bytes", "fspath",
+           "read_packed", "layer_codes", "read_layers", "npz_arrays", "main"]
+
 FORMAT_VERSION = 1
 MAGIC = b"SLBPACK\n"
 PREFIX = struct.Struct("<IQ")  # version, header length
 DIGEST_BYTES = hashlib.sha256().digest_size
-SUPPORTED_BITS = (1, 2, 4)
 # The stored tensors of a quantized layer at path P: P + one of these.
 LAYER_TENSORS = (".weight_codes", ".weight_values", ".weight_scale")
 
 
 class PackedFileError(ValueError):
     """A packed file that cannot be read: truncated, corrupted or of another format version."""
-
-
-def _check_bits(bits):
-    if isinstance(bits, bool) or bits not in SUPPORTED_BITS:
-        raise ValueError(f"'bits' must be one of {SUPPORTED_BITS}, but got {bits!r}.")
-
-
-def pack_codes(codes, bits):
-    """Pack integer codes in [0, 2**bits) into uint8, ``8 // bits`` codes per byte (any shape, row-major)."""
-    _check_bits(bits)
-    flat = np.asarray(codes).reshape(-1)
-    if flat.size and (flat.min() < 0 or flat.max() >= 2 ** bits):
-        raise ValueError(f"'codes' must lie in [0, {2 ** bits}) for {bits} bits, but range over "
-                         f"[{flat.min()}, {flat.max()}].")
-    per_byte = 8 // bits
-    padded = np.zeros(-(-flat.size // per_byte) * per_byte, np.uint8)
-    padded[:flat.size] = flat
-    shifts = (np.arange(per_byte) * bits).astype(np.uint8)
-    return np.bitwise_or.reduce(padded.reshape(-1, per_byte) << shifts, axis=1).astype(np.uint8)
-
-
-def unpack_codes(packed, bits, count):
-    """The first ``count`` codes held in ``packed`` (uint8), as a flat uint8 array."""
-    _check_bits(bits)
-    per_byte = 8 // bits
-    packed = np.asarray(packed, np.uint8).reshape(-1)
-    if packed.size != -(-count // per_byte):
-        raise ValueError(f"'packed' must hold {-(-count // per_byte)} bytes for {count} codes of {bits} bits, "
-                         f"but holds {packed.size}.")
-    shifts = (np.arange(per_byte) * bits).astype(np.uint8)
-    return ((packed[:, None] >> shifts) & (2 ** bits - 1)).reshape(-1)[:count]
-
-
-def decode_weight(codes, values, scale):
-    """The float32 weight ``scale[:, None, ...] * values[codes]`` (no scale: ``values[codes]``)."""
-    weight = np.asarray(values, np.float32)[codes]
-    if scale is None:
-        return weight
-    return np.asarray(scale, np.float32).reshape((-1,) + (1,) * (weight.ndim - 1)) * weight
 
 
 def file_bytes(header, tensors):

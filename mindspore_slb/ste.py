@@ -13,6 +13,8 @@ from mindspore import Tensor, ops
 
 from mindspore_slb.quantizer import CandidateQuantizer, normalized_weight, scale_weight
 
+__all__ = ["latent_from_weight", "SteWeightQuantizer"]
+
 
 def latent_from_weight(weight, num_bits, with_scale):
     """The latent weights (float32, ``weight``'s shape) and scale (``[out_channels]`` or None) to start

@@ -28,9 +28,8 @@ from mindspore import Tensor, nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
-from mindspore_slb import Conv2dSlbQuant, QuantDtype, SlbQuantAwareTraining, register_layer  # noqa: E402
-from mindspore_slb.layers import deployable_conv2d  # noqa: E402
-from mindspore_slb.registry import is_quantized  # noqa: E402
+from mindspore_slb import (WEIGHT_DTYPES, Conv2dSlbQuant, SlbQuantAwareTraining, deployable_conv2d,  # noqa: E402
+                           is_quantized, register_layer)
 
 # One or two small members of each mindcv family: plain and bottleneck residual, squeeze-excite,
 # selective-kernel, split-attention, grouped (ResNeXt, ShuffleNet, RegNet), dense, dual-path,
@@ -107,7 +106,7 @@ def check_model(mindcv, name, args, workdir):
     network.set_train(True)
     float_train_size = float(np.abs(network(images).asnumpy()).mean())
 
-    algo = SlbQuantAwareTraining({"quant_dtype": {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}[args.bits],
+    algo = SlbQuantAwareTraining({"quant_dtype": WEIGHT_DTYPES[args.bits],
                                   "epoch_size": 10, "has_trained_epoch": 0,
                                   "enable_weight_scale": not args.no_scale, "enable_dense_quant": args.dense})
     network = algo.apply(network)
@@ -160,7 +159,7 @@ def check_model(mindcv, name, args, workdir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="mindcv model names")
-    parser.add_argument("--bits", type=int, choices=(1, 2, 4), default=1, help="weight bits")
+    parser.add_argument("--bits", type=int, choices=tuple(WEIGHT_DTYPES), default=1, help="weight bits")
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--mode", choices=("PYNATIVE", "GRAPH"), default="PYNATIVE")

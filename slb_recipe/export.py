@@ -9,7 +9,7 @@ codes unpacked inside the graph. SLB (``<file_name>.slb``): mindspore_slb's pack
 (``mindspore_slb.load_packed`` loads it into the float ResNet18, ``mindspore_slb.slb_reader`` reads
 it with NumPy alone). ONNX (``<file_name>.onnx``) and ONNX_PACKED (``<file_name>_packed.onnx``): the
 converted network for onnxruntime, with float32 or bit-packed weights (``mindspore_slb.save_onnx``).
-The formats and their writers: ``slb_recipe.export_formats``. Beside the file,
+The formats and their writers: ``mindspore_slb.export`` (``register_export_format`` adds one). Beside the file,
 ``<file>.size.md`` lists what each layer costs, and the file's size against the float checkpoint.
 """
 import os
@@ -18,7 +18,7 @@ import tempfile
 import numpy as np
 import mindspore as ms
 
-from mindspore_slb.packing import size_rows
+from mindspore_slb import size_rows
 from slb_recipe.errors import RecipeError
 from slb_recipe.export_formats import EXPORT_FORMATS, FormatError
 from slb_recipe.network import load_trained_network
@@ -73,7 +73,7 @@ def run(config):
     # Before writing: convert and packing turn the quantized layers into deployable ones in place.
     rows = None if algo is None else size_rows(net, packed=export_format.packed)
     try:
-        export_format.write(net, algo, sample, path)
+        export_format.write(net, (sample,), path)
     except FormatError as error:
         raise RecipeError(f"file_format {config.file_format}: {error}") from None
     print(f"exported {config.quant_type} network from {checkpoint} to {path}")

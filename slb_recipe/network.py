@@ -15,10 +15,9 @@ def build_slb_algorithm(config, has_trained_epoch):
     quant_type = parse_quant_type(config.quant_type)
     if quant_type.is_float:
         return None
-    quant_dtype = mindspore_slb.QuantDtype
-    dtypes = {1: quant_dtype.INT1, 2: quant_dtype.INT2, 4: quant_dtype.INT4}
+    dtypes = mindspore_slb.WEIGHT_DTYPES
     return mindspore_slb.SlbQuantAwareTraining({
-        "quant_dtype": [quant_dtype.INT8, dtypes[quant_type.weight_bits]],
+        "quant_dtype": [mindspore_slb.QuantDtype.INT8, dtypes[quant_type.weight_bits]],
         "enable_act_quant": quant_type.activation_bits is not None,
         "enable_bn_calibration": config.enable_bn_calibration,
         "epoch_size": config.epoch_size,

@@ -35,16 +35,8 @@ def searching(net):
 
 
 def decidedness(logits, temperature):
-    """The mean largest candidate probability of a layer's weights: 1/K while every candidate is
-    equally likely, 1 once each weight has settled on one.
-
-    The package's own measure (mindspore_slb.quantizer.decidedness); called only for layers of the
-    package's type, so mindspore_slb is the package here, not a shim.
-    """
-    measure = getattr(mindspore_slb, "decidedness", None)
-    if measure is None:  # a package that does not export it at the top level yet
-        from mindspore_slb.quantizer import decidedness as measure  # pylint: disable=import-outside-toplevel
-    return measure(logits, temperature)
+    """The mean largest candidate probability of a layer's weights (mindspore_slb.decidedness)."""
+    return mindspore_slb.decidedness(logits, temperature)
 
 
 def decidedness_by_layer(net):

@@ -150,7 +150,7 @@ def _periodic_evaluation(config, net, train_data):
         if searching(net):
             # Only this package's networks search (search_state), so its submodule is there.
             # pylint: disable-next=import-outside-toplevel
-            from mindspore_slb.callbacks import CALIBRATION_BATCHES, BatchNormCalibrator
+            from mindspore_slb import CALIBRATION_BATCHES, BatchNormCalibrator
             if not calibrators:
                 calibrators.append(BatchNormCalibrator(net))
             calibrators[0].calibrate(train_data, CALIBRATION_BATCHES)

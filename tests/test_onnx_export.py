@@ -12,10 +12,10 @@ import pytest
 from mindspore import ops
 from onnx import numpy_helper
 
-from mindspore_slb import OnnxExportError, QuantDtype, save_onnx
-from mindspore_slb.packing import quantized_weights
+from mindspore_slb import WEIGHT_DTYPES as DTYPES, OnnxExportError, QuantDtype, save_onnx
+from mindspore_slb.packed_layers import quantized_weights
 from test_zoo_check import import_zoo_check, needs_mindcv
-from tiny_nets import DTYPES, REPO_ROOT, ConvBnNet, randomly_searched
+from tiny_nets import REPO_ROOT, ConvBnNet, randomly_searched
 
 
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from mindspore import Parameter, Tensor, nn
 
-from mindspore_slb import PackedFileError, load_packed, packed_network, save_packed
-from mindspore_slb.packed_layers import UnpackWeight
-from mindspore_slb.packing import (FORMAT_VERSION, MAGIC, QuantizedWeight, decode_weight, pack_codes, read_packed,
-                                   size_rows, unpack_codes, write_packed)
-from tiny_nets import DTYPES, REPO_ROOT, ConvBnNet, batches, randomly_searched
+from mindspore_slb import WEIGHT_DTYPES as DTYPES, PackedFileError, load_packed, packed_network, save_packed
+from mindspore_slb.codes import decode_weight, pack_codes, unpack_codes
+from mindspore_slb.packed_layers import QuantizedWeight, UnpackWeight
+from mindspore_slb.packing import size_rows, write_packed
+from mindspore_slb.slb_reader import FORMAT_VERSION, MAGIC, read_packed
+from tiny_nets import REPO_ROOT, ConvBnNet, batches, randomly_searched
 
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mindspore_slb import PackedFileError, load_packed, save_packed
-from mindspore_slb.packing import quantized_weights
+from mindspore_slb.packed_layers import quantized_weights
 from mindspore_slb.slb_reader import read_layers
 from test_packing import quantized_network
 from tiny_nets import REPO_ROOT, ConvBnNet
@@ -76,3 +76,18 @@ def test_command_line_refuses_a_corrupted_file_in_one_line(tmp_path):
         f"error: '{path}' fails its checksum: the file is truncated or corrupted."]
     with pytest.raises(PackedFileError, match="fails its checksum"):
         read_layers(path)
+
+
+def test_copied_out_of_the_package_beside_codes_it_reads_the_file(tmp_path):
+    _, network, _ = quantized_network(1, False)
+    path = save_packed(network, str(tmp_path / "net.slb"))
+    folder = tmp_path / "copied"
+    folder.mkdir()
+    for module in ("slb_reader.py", "codes.py"):
+        (folder / module).write_bytes(open(os.path.join(REPO_ROOT, "mindspore_slb", module), "rb").read())
+    # neither MindSpore nor mindspore_slb can be imported there
+    script = ("import runpy, sys; sys.modules['mindspore'] = sys.modules['mindspore_slb'] = None; "
+              f"sys.argv = ['slb_reader.py', {path!r}]; runpy.run_path('slb_reader.py', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=folder, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "stem: 1 bits, codes 8x3x3x3" in result.stdout

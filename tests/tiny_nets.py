@@ -7,11 +7,11 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 import mindspore.dataset as ds
 
-from mindspore_slb import QuantDtype, SlbQuantAwareTraining, SlbQuantLayer
+from mindspore_slb import WEIGHT_DTYPES, SlbQuantAwareTraining, SlbQuantLayer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Weight bits -> the quant_dtype that asks for them.
-DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
+DTYPES = WEIGHT_DTYPES
 
 
 class ConvBnNet(nn.Cell):

@@ -8,6 +8,8 @@ from mindspore.common.dtype import QuantDtype
 from mindspore_gs import SlbQuantAwareTraining as GoldenStickSlbQuantAwareTraining
 from mindspore_gs.quantization.slb.slb_fake_quantizer import SlbFakeQuantizerPerLayer
 
+WEIGHT_DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
+
 
 class SlbQuantAwareTraining(GoldenStickSlbQuantAwareTraining):
     """Golden Stick's algorithm with what the recipe calls beyond it."""
