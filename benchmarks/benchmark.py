@@ -78,30 +78,18 @@ def measure(mode, bits, args, tree=None):
     if tree:
         sys.path.insert(0, tree)
     import mindspore as ms
-    import numpy as np
-    from mindspore import Tensor, nn
+    from mindspore import nn
 
-    from slb_recipe.resnet import resnet18
     import mindspore_slb
-    from mindspore_slb import QuantDtype, SlbQuantAwareTraining
+    from resnet_step import momentum_train_step, random_batch, slb_resnet18
     packed_network = getattr(mindspore_slb, "packed_network", None)
 
     ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
     ms.set_device(args.device_target)
     ms.set_seed(0)
-    network = resnet18(class_num=10, width=args.width)
-    algo = None
-    if bits:
-        dtype = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}[bits]
-        algo = SlbQuantAwareTraining({"quant_dtype": dtype, "epoch_size": 1, "has_trained_epoch": 0})
-        network = algo.apply(network)
-    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-    optimizer = nn.Momentum(network.trainable_params(), 0.01, 0.9)
-    train_step = nn.TrainOneStepCell(nn.WithLossCell(network, loss), optimizer)
-    train_step.set_train(True)
-    rng = np.random.default_rng(0)
-    images = Tensor(rng.normal(size=(args.batch_size, 3, args.image_size, args.image_size)).astype(np.float32))
-    labels = Tensor(rng.integers(0, 10, args.batch_size).astype(np.int32))
+    network, algo = slb_resnet18(bits, args.width, epoch_size=1, has_trained_epoch=0)
+    train_step = momentum_train_step(network)
+    images, labels = random_batch(args.batch_size, args.image_size)
 
     def step():
         train_step(images, labels).asnumpy()
@@ -115,13 +103,13 @@ def measure(mode, bits, args, tree=None):
     inference_net = algo.convert(network) if algo else network
     # convert and packed_network both rewrite their network in place: the packed MINDIR comes from
     # a second network of the same shape (inference time does not depend on the weights' values).
-    packed_net = packed_network(algo.apply(resnet18(class_num=10, width=args.width))) \
+    packed_net = packed_network(slb_resnet18(bits, args.width, epoch_size=1, has_trained_epoch=0)[0]) \
         if algo and packed_network else None
     # Inference is compared with a float twin in this process, timed alternately: across
     # processes, this machine's noise is larger than any difference between the two networks.
     # For SLB, the same rounds time the MINDIR with bit-packed weights unpacked in its graph (what
     # export's MINDIR_PACKED writes) against the converted network's MINDIR, both as nn.GraphCell.
-    networks = {"inference": inference_net, "float_twin": resnet18(class_num=10, width=args.width)}
+    networks = {"inference": inference_net, "float_twin": slb_resnet18(0, args.width)[0]}
     if packed_net:
         with tempfile.TemporaryDirectory() as folder:
             for name, net in (("converted_mindir", inference_net), ("packed_mindir", packed_net)):

@@ -21,10 +21,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
 from mindspore_slb import calibrate_batchnorm  # noqa: E402
 from slb_recipe import train as recipe_train  # noqa: E402
-from slb_recipe.common import (build_slb_algorithm, create_split, evaluate, load_into_network,  # noqa: E402
-                               loss_function, read_checkpoint, setup_runtime)
+from slb_recipe.checkpoints import load_into_network, read_checkpoint  # noqa: E402
 from slb_recipe.config import load_config  # noqa: E402
+from slb_recipe.dataset import create_split  # noqa: E402
+from slb_recipe.metrics import evaluate, loss_function  # noqa: E402
+from slb_recipe.network import build_slb_algorithm  # noqa: E402
 from slb_recipe.resnet import resnet18  # noqa: E402
+from slb_recipe.runtime import setup_runtime  # noqa: E402
 
 
 def recipe_config(args, output_path, quant_type, epochs, scale=False):

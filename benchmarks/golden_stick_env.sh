@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Golden Stick (mindspore-gs 1.4.1 on mindspore 2.7.1.post1, the version it supports) in its own
-# virtual environment, plus a folder `shim/` whose `mindspore_slb` package serves the names the recipe
-# imports from Golden Stick, for benchmarks/side_by_side.py:
+# virtual environment, plus a folder `shim/` whose `mindspore_slb` package (a copy of
+# benchmarks/golden_stick_shim/) serves the top-level names the recipe imports from Golden Stick, for
+# benchmarks/side_by_side.py:
 #     bash benchmarks/golden_stick_env.sh [DIR]      # default DIR: /tmp/gs_anchor
 # Golden Stick trains weight-only SLB on CPU; its converted network has no CPU kernels, so the comparison
 # evaluates the quantized networks.
@@ -16,13 +17,11 @@ if [ ! -x "$DIR/venv/bin/python" ]; then
     pillow 'pandas<3' 'pyarrow<20' datasets
   "$DIR/venv/bin/pip" install -q --no-deps mindspore-gs==1.4.1
 fi
-mkdir -p "$DIR/shim/mindspore_slb"
-cat > "$DIR/shim/mindspore_slb/__init__.py" <<'PY'
-"""mindspore_slb's top-level names, served by Golden Stick (for side-by-side comparisons only)."""
-from mindspore.common.dtype import QuantDtype
-from mindspore_gs import SlbQuantAwareTraining
-
-WEIGHT_DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
-PY
+# The shim is benchmarks/golden_stick_shim/ (tests/test_side_by_side.py runs the recipe through it).
+mkdir -p "$DIR/shim"
+rm -rf "$DIR/shim/mindspore_slb"
+cp -r "$(dirname "$0")/golden_stick_shim/mindspore_slb" "$DIR/shim/"
+# Every name the shim serves must exist in this Golden Stick.
+"$DIR/venv/bin/python" -c "import sys; sys.path.insert(0, sys.argv[1]); import mindspore_slb" "$DIR/shim"
 "$DIR/venv/bin/python" -c "import mindspore_gs; print('Golden Stick', mindspore_gs.__version__)" 2>/dev/null | tail -n 1
 echo "anchor ready: python benchmarks/side_by_side.py --anchor $DIR ..."

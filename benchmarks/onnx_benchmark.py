@@ -26,7 +26,7 @@ from mindspore import Tensor
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
 from mindspore_slb import save_onnx  # noqa: E402
-from slb_recipe.common import build_network  # noqa: E402
+from slb_recipe.network import build_network  # noqa: E402
 from slb_recipe.config import load_config  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",

@@ -22,12 +22,9 @@ def update_ms(bits, width):
     """(trainable floats, median milliseconds of one optimizer update); bits 0 is the float network."""
     from mindspore import Tensor, nn  # pylint: disable=import-outside-toplevel
 
-    from mindspore_slb import WEIGHT_DTYPES, SlbQuantAwareTraining  # pylint: disable=import-outside-toplevel
-    from slb_recipe.resnet import resnet18  # pylint: disable=import-outside-toplevel
+    from resnet_step import slb_resnet18  # pylint: disable=import-outside-toplevel  (beside this script)
 
-    network = resnet18(class_num=10, width=width)
-    if bits:
-        network = SlbQuantAwareTraining({"quant_dtype": WEIGHT_DTYPES[bits]}).apply(network)
+    network, _ = slb_resnet18(bits, width)
     params = network.trainable_params()
     optimizer = nn.Momentum(params, 0.01, 0.9, weight_decay=1e-4)
     grads = tuple(Tensor(np.zeros(param.shape, np.float32)) for param in params)

@@ -24,15 +24,12 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 from benchmark_results import save_results  # beside this script
 from side_by_side import anchor_python, serve_golden_stick  # beside this script
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-# The loader's layout.
-from slb_recipe.dataset import CIFAR_RECORD_BYTES, CIFAR_RECORDS_PER_FILE, CIFAR_TRAIN_FILES  # noqa: E402
+from slb_recipe.synthetic_data import write_cifar10_binary  # noqa: E402
 PATH_ENVIRONMENT = {"default": None, "fused": "1", "plain": "0", "golden_stick": None}
 
 
@@ -60,18 +57,6 @@ def parse_args(argv=None):
         parser.error(f"the golden_stick path needs --anchor DIR holding venv/bin/python, got {args.anchor!r}: "
                      "build it with bash benchmarks/golden_stick_env.sh DIR")
     return args
-
-
-def write_cifar10_files(folder):
-    """One training and one test file of random records, the other four training files links to
-    the first (the loader wants all five): the timing does not depend on content."""
-    rng = np.random.default_rng(0)
-    for name in (CIFAR_TRAIN_FILES[0], "test_batch.bin"):
-        records = rng.integers(0, 256, size=(CIFAR_RECORDS_PER_FILE, CIFAR_RECORD_BYTES), dtype="uint8")
-        records[:, 0] %= 10  # the label byte
-        records.tofile(os.path.join(folder, name))
-    for name in CIFAR_TRAIN_FILES[1:]:
-        os.symlink(CIFAR_TRAIN_FILES[0], os.path.join(folder, name))
 
 
 def measure(args, data, output, width, quant_type):
@@ -144,7 +129,7 @@ def main(argv=None):
         print(json.dumps(measure(args, data, output, int(width), quant_type)))
         return None
     with tempfile.TemporaryDirectory() as data:
-        write_cifar10_files(data)
+        write_cifar10_binary(data)
         rounds = []
         for round_index in range(args.rounds):
             measured = {}

@@ -11,26 +11,19 @@ import time
 import numpy as np
 
 import mindspore as ms
-from mindspore import Tensor, nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
-from mindspore_slb import WEIGHT_DTYPES as DTYPES, SlbQuantAwareTraining  # noqa: E402
-from slb_recipe.resnet import resnet18  # noqa: E402
+from resnet_step import momentum_train_step, random_batch, slb_resnet18  # noqa: E402  (beside this script)
 
 
 def train_step(bits, scale, width):
-    net = resnet18(10, width)
-    SlbQuantAwareTraining({"quant_dtype": DTYPES[bits], "enable_weight_scale": scale}).apply(net)
-    loss = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
-    step = nn.TrainOneStepCell(loss, nn.Momentum(net.trainable_params(), 0.01, 0.9))
-    step.set_train(True)
-    return step
+    return momentum_train_step(slb_resnet18(bits, width, enable_weight_scale=scale)[0])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--bits", type=int, nargs="+", default=(1, 4), choices=tuple(DTYPES))
+    parser.add_argument("--bits", type=int, nargs="+", default=(1, 4), choices=(1, 2, 4))
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--image_size", type=int, default=32)
@@ -38,9 +31,7 @@ def main(argv=None):
     parser.add_argument("--mode", default="GRAPH", choices=("GRAPH", "PYNATIVE"))
     args = parser.parse_args(argv)
     ms.set_context(mode=ms.GRAPH_MODE if args.mode == "GRAPH" else ms.PYNATIVE_MODE)
-    rng = np.random.default_rng(0)
-    images = Tensor(rng.normal(size=(args.batch_size, 3, args.image_size, args.image_size)).astype(np.float32))
-    labels = Tensor(rng.integers(0, 10, args.batch_size).astype(np.int32))
+    images, labels = random_batch(args.batch_size, args.image_size)
     print("| weights | step with scale (ms) | step without (ms) | ratio |")
     print("|---|---|---|---|")
     for bits in args.bits:

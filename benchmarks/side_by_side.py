@@ -21,9 +21,9 @@ only how each implementation computes its steps. Give it its own OUTPUT: runs ar
 folder, whatever start they had.
 """
 import argparse
+import importlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -31,6 +31,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPLEMENTATIONS = ("mindspore_slb", "golden_stick")
 RESULT_FILE = "result.json"
+RESULT_KEYS = ("implementation", "quant_type", "seed", "top_1_accuracy")  # what a finished run's RESULT_FILE holds
 METRICS_FILE = "metrics.json"  # what a worker process leaves for run_one
 START_FILE = "start_state.npz"  # a Golden Stick run's starting state, with --same_start
 
@@ -67,13 +68,17 @@ def check_anchor(parser, anchor):
                      "build it with bash benchmarks/golden_stick_env.sh DIR")
 
 
-def write_atomically(path, text):
-    """The sweep's atomic writer, imported in the comparing process only: a Golden Stick worker must
+def recipe_module(name):
+    """A module of the recipe, imported in the comparing process only: a Golden Stick worker must
     import its shim before anything puts this repository on sys.path."""
     if REPO_ROOT not in sys.path:
         sys.path.insert(0, REPO_ROOT)
-    from slb_recipe import sweep  # pylint: disable=import-outside-toplevel
-    sweep.write_atomically(path, text)
+    return importlib.import_module(f"slb_recipe.{name}")
+
+
+def write_atomically(path, text):
+    """The recipe's atomic writer (slb_recipe.files)."""
+    recipe_module("files").write_atomically(path, text)
 
 
 def start_hook(implementation, start_state):
@@ -92,7 +97,10 @@ def start_hook(implementation, start_state):
 def train_and_evaluate(recipe_args, run_folder, prepare_network=None):
     """Train as recipe_args say into run_folder, then top-1/top-5 of the quantized network."""
     from slb_recipe import train  # pylint: disable=import-outside-toplevel
-    from slb_recipe.common import create_split, evaluate, load_trained_network, setup_runtime  # noqa
+    from slb_recipe.dataset import create_split  # pylint: disable=import-outside-toplevel
+    from slb_recipe.metrics import evaluate  # pylint: disable=import-outside-toplevel
+    from slb_recipe.network import load_trained_network  # pylint: disable=import-outside-toplevel
+    from slb_recipe.runtime import setup_runtime  # pylint: disable=import-outside-toplevel
     from slb_recipe.config import parse_args as recipe_config  # pylint: disable=import-outside-toplevel
 
     config = recipe_config([*recipe_args, "--output_path", run_folder])
@@ -128,10 +136,11 @@ def run_one(args, implementation, quant_type, seed):
     """The result of one run, from its result file when an earlier comparison finished it."""
     folder = os.path.join(args.output, implementation, quant_type, f"seed_{seed}")
     result_path = os.path.join(folder, RESULT_FILE)
-    if os.path.isfile(result_path):
-        with open(result_path, encoding="utf-8") as stream:
-            print(f"{implementation} {quant_type} seed {seed}: finished before, read back", flush=True)
-            return json.load(stream)
+    # The sweep's resume: a result file that is not one (an interrupted write) is said so, and the run done again.
+    result = recipe_module("sweep").read_finished_run(result_path, RESULT_KEYS)
+    if result is not None:
+        print(f"{implementation} {quant_type} seed {seed}: finished before, read back", flush=True)
+        return result
     python = sys.executable if implementation == "mindspore_slb" else anchor_python(args.anchor)
     # No figures: they read this package's layers, which Golden Stick's networks do not have.
     recipe_args = [*args.recipe_args, "--quant_type", quant_type, "--seed", str(seed), "--plots", "False"]
@@ -151,14 +160,15 @@ def run_one(args, implementation, quant_type, seed):
 
 
 def summary_rows(results):
+    """Per implementation (in IMPLEMENTATIONS' order) and quant type: seeds, mean, min and max top-1."""
+    sweep = recipe_module("sweep")
+    groups = sorted(sweep.grouped(results, ("implementation", "quant_type")),
+                    key=lambda group: IMPLEMENTATIONS.index(group[0][0]))
     rows = []
-    for implementation in IMPLEMENTATIONS:
-        for quant_type in dict.fromkeys(result["quant_type"] for result in results):
-            top1 = [r["top_1_accuracy"] for r in results
-                    if r["implementation"] == implementation and r["quant_type"] == quant_type]
-            if top1:
-                rows.append({"implementation": implementation, "quant_type": quant_type, "seeds": len(top1),
-                             "top_1_mean": statistics.mean(top1), "top_1_min": min(top1), "top_1_max": max(top1)})
+    for (implementation, quant_type), runs in groups:
+        top1 = sweep.spread([run["top_1_accuracy"] for run in runs])
+        rows.append({"implementation": implementation, "quant_type": quant_type, "seeds": len(runs),
+                     "top_1_mean": top1["mean"], "top_1_min": top1["min"], "top_1_max": top1["max"]})
     return rows
 
 

@@ -81,7 +81,8 @@ def loss_and_gradients(net, config, temperatures):
     of config's training data."""
     import mindspore as ms  # pylint: disable=import-outside-toplevel
     from mindspore import nn  # pylint: disable=import-outside-toplevel
-    from slb_recipe.common import create_split, loss_function  # pylint: disable=import-outside-toplevel
+    from slb_recipe.dataset import create_split  # pylint: disable=import-outside-toplevel
+    from slb_recipe.metrics import loss_function  # pylint: disable=import-outside-toplevel
 
     images, labels = next(create_split(config, True).create_tuple_iterator())
     loss_net = nn.WithLossCell(net, loss_function(config))
@@ -105,7 +106,8 @@ def worker(implementation, args):
         serve_golden_stick(args.anchor)
     sys.path.insert(0, REPO_ROOT)
     import mindspore as ms  # pylint: disable=import-outside-toplevel
-    from slb_recipe.common import build_network, setup_runtime  # pylint: disable=import-outside-toplevel
+    from slb_recipe.network import build_network  # pylint: disable=import-outside-toplevel
+    from slb_recipe.runtime import setup_runtime  # pylint: disable=import-outside-toplevel
     from slb_recipe.config import parse_args as recipe_config  # pylint: disable=import-outside-toplevel
 
     config = recipe_config(args.recipe_args)

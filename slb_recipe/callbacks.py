@@ -10,10 +10,12 @@ import numpy as np
 from mindspore import ops
 from mindspore.train.callback import Callback
 
+import mindspore_slb
 from slb_recipe import plots
-from slb_recipe.common import EPOCH_KEY, RecipeError, checkpoint_name, save_checkpoint_atomically, saved_checkpoints
+from slb_recipe.search_state import chosen_values_by_layer, decidedness_by_layer, overall_decidedness
+from slb_recipe.checkpoints import EPOCH_KEY, checkpoint_name, save_checkpoint_atomically, saved_checkpoints
+from slb_recipe.errors import RecipeError
 
-SLB_QUANTIZER_CLASS = "SlbFakeQuantizerPerLayer"
 BN_STATISTICS_SUFFIXES = (".moving_mean", ".moving_variance")
 
 
@@ -22,20 +24,13 @@ class LossDivergedError(RecipeError):
 
 
 def current_temperature(net):
-    """The SLB temperature of net's weight quantizers, or None for a network without (float, or the
-    straight-through baseline)."""
+    """The SLB temperature of net's weight quantizers (mindspore_slb.SlbFakeQuantizerPerLayer), or
+    None for a network without (float, or the straight-through baseline)."""
+    quantizer_type = mindspore_slb.SlbFakeQuantizerPerLayer
     for _, cell in net.cells_and_names():
-        if type(cell).__name__ == SLB_QUANTIZER_CLASS:
+        if isinstance(cell, quantizer_type):
             return float(cell.temperature)
     return None
-
-
-def _decidedness(net):
-    """How decided net's search is (see search_state.overall_decidedness), or None."""
-    if current_temperature(net) is None:
-        return None
-    from slb_recipe.search_state import overall_decidedness  # pylint: disable=import-outside-toplevel
-    return overall_decidedness(net)
 
 
 def _loss_value(net_outputs):
@@ -127,7 +122,7 @@ class EpochReport(RunEpochCallback):
             "step_time_ms": 1000.0 * seconds / self.steps_per_epoch,
             "epoch_end_s": self.clock() - self._last_step_end,
             "temperature": current_temperature(self.net),
-            "decidedness": _decidedness(self.net),
+            "decidedness": overall_decidedness(self.net),
             # The rate the optimizer used at this epoch's last step.
             "lr": float(self.lrs[epoch_of_process * self.steps_per_epoch - 1]),
         }
@@ -156,9 +151,7 @@ class TrainingPlots(Callback):
     candidate values per layer (see slb_recipe.plots).
 
     Draws `report`'s history, so it must follow the EpochReport in the callback list. Records,
-    per epoch, how decided each searched layer of `net` is. Like the rest of the recipe, it imports
-    mindspore_slb's modules only when it uses them: benchmarks/side_by_side.py runs the recipe on
-    Golden Stick through a shim that serves mindspore_slb's top-level names only.
+    per epoch, how decided each searched layer of `net` is.
     """
 
     def __init__(self, net, report, folder):
@@ -170,12 +163,10 @@ class TrainingPlots(Callback):
         self.failed = False
 
     def on_train_epoch_end(self, run_context):
-        from slb_recipe.search_state import decidedness_by_layer  # pylint: disable=import-outside-toplevel
         self.decidedness_history.append((self.report.history[-1]["epoch"], decidedness_by_layer(self.net)))
         self._draw(lambda: plots.draw_training_figures(self.folder, self.report.history, self.decidedness_history))
 
     def on_train_end(self, run_context):
-        from slb_recipe.search_state import chosen_values_by_layer  # pylint: disable=import-outside-toplevel
         self._draw(lambda: plots.draw_chosen_values(self.folder, chosen_values_by_layer(self.net)))
 
     def _draw(self, draw):

@@ -16,13 +16,12 @@ import yaml
 from slb_recipe.dataset import DATASETS
 from slb_recipe.export_formats import EXPORT_FORMATS
 from slb_recipe.lr_schedule import DECAY_MODES
+from slb_recipe.quant_type import QUANT_TYPES
 from slb_recipe.resnet import CONV_INITS, DENSE_INITS
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 DEFAULT_CONFIG_PATH = os.path.join(CONFIG_DIR, "resnet18_digits_config.yaml")
 
-# _STE: the straight-through-estimator baseline on SLB's candidates, layers and schedule.
-QUANT_TYPES = ("W32", "W1", "W2", "W4", "W1A8", "W2A8", "W4A8", "W1_STE", "W2_STE", "W4_STE")
 
 
 class ConfigError(ValueError):
@@ -370,3 +369,8 @@ def parse_args(argv):
         return load_config(argv)
     except ConfigError as error:
         raise SystemExit(f"error: {error}") from None
+
+
+def with_overrides(config, **overrides):
+    """A copy of config with some keys replaced by values known to be valid."""
+    return SimpleNamespace(**{**vars(config), **overrides})

@@ -9,6 +9,7 @@ import gzip
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import mindspore.dataset as ds
@@ -17,14 +18,6 @@ import mindspore.dataset.vision as vision
 from mindspore import dtype as mstype
 from PIL import Image
 
-DATASETS = ("cifar10", "imagenet", "digits", "fashion_mnist")
-# Per-channel (mean, std) of each data set's training images, in pixel units (0..255).
-NORMALIZATION = {
-    "cifar10": ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
-    "imagenet": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
-    "digits": ((127.5,) * 3, (127.5,) * 3),
-    "fashion_mnist": ((72.9,) * 3, (90.0,) * 3),
-}
 # The four files Fashion-MNIST's authors publish (gzip-compressed idx), per split: images, labels.
 FASHION_MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                        False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -38,6 +31,22 @@ DIGITS_CLASSES = 10
 CIFAR_RECORD_BYTES = 1 + 32 * 32 * 3
 CIFAR_RECORDS_PER_FILE = 10000
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{index}.bin" for index in range(1, 6))
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """What the recipe needs to know of a data set (the records are DATA_SETS, at the end).
+
+    read(data_path, do_train, num_parallel_workers): the split as an unbatched, unshuffled mindspore
+    Dataset of uint8 RGB 'image' (HWC, or encoded bytes where `head` decodes) and 'label' columns,
+    and the number of classes it has; mean, std: per channel of the training images, in pixel units
+    (0..255); head(do_train, image_size): the image operations before normalisation (decoding,
+    augmentation, resizing).
+    """
+    read: object
+    mean: tuple
+    std: tuple
+    head: object
 
 
 class DataPathError(ValueError):
@@ -55,19 +64,29 @@ def create_dataset(dataset, data_path, do_train, batch_size, image_size, num_sam
     class_num, when given, must exceed every label of the split.
     """
     _check_arguments(dataset, batch_size, image_size, num_samples, rank_id, rank_size)
-    read = {"cifar10": _read_cifar10, "imagenet": _read_imagenet, "digits": _read_digits,
-            "fashion_mnist": _read_fashion_mnist}[dataset]
-    data, label_count = read(data_path, do_train, num_parallel_workers)
+    kind = DATA_SETS[dataset]
+    data, label_count = kind.read(data_path, do_train, num_parallel_workers)
     if class_num is not None and label_count > class_num:
         raise DataPathError(f"the {dataset} data{_at(data_path)} has labels 0..{label_count - 1}, outside "
                             f"class_num {class_num}: set class_num to at least {label_count}")
     data.use_sampler(EpochOrderSampler(data.get_dataset_size(), seed, first_epoch, shuffle and do_train,
                                        rank_id, rank_size, num_samples))
-    image_ops = _image_transforms(dataset, do_train, image_size)
+    image_ops = kind.head(do_train, image_size) + [vision.Normalize(mean=kind.mean, std=kind.std), vision.HWC2CHW()]
     data = data.map(operations=image_ops, input_columns="image", num_parallel_workers=num_parallel_workers)
     data = data.map(operations=transforms.TypeCast(mstype.int32), input_columns="label",
                     num_parallel_workers=num_parallel_workers)
     return data.batch(batch_size, drop_remainder=do_train)
+
+
+def create_split(config, do_train, rank_id=0, rank_size=1, first_epoch=0):
+    """The training or evaluation pipeline the recipe's config describes; training starts at first_epoch's order."""
+    return create_dataset(
+        config.dataset, config.data_path, do_train, config.batch_size,
+        config.train_image_size if do_train else config.eval_image_size,
+        num_samples=config.train_num_samples if do_train else config.eval_num_samples,
+        shuffle=config.shuffle, num_parallel_workers=config.num_parallel_workers,
+        rank_id=rank_id, rank_size=rank_size, seed=config.seed, first_epoch=first_epoch,
+        class_num=config.class_num)
 
 
 def _at(data_path):
@@ -315,17 +334,27 @@ def write_fashion_mnist_validation_split(data_path, output, validation_count):
     return cut, validation_count
 
 
-def _image_transforms(dataset, do_train, image_size):
-    if dataset == "imagenet":
-        if do_train:
-            head = [vision.RandomCropDecodeResize(image_size, scale=(0.08, 1.0)), vision.RandomHorizontalFlip()]
-        else:
-            # Resize to the usual 256/224 ratio, then take the centre, as ImageNet evaluation does.
-            head = [vision.Decode(), vision.Resize(int(image_size * 256 / 224)), vision.CenterCrop(image_size)]
-    elif dataset == "cifar10":
-        head = [vision.RandomCrop(32, padding=4), vision.RandomHorizontalFlip()] if do_train else []
-        head.append(vision.Resize(image_size))
-    else:
-        head = [vision.Resize(image_size)]
-    mean, std = NORMALIZATION[dataset]
-    return head + [vision.Normalize(mean=mean, std=std), vision.HWC2CHW()]
+def _imagenet_head(do_train, image_size):
+    if do_train:
+        return [vision.RandomCropDecodeResize(image_size, scale=(0.08, 1.0)), vision.RandomHorizontalFlip()]
+    # Resize to the usual 256/224 ratio, then take the centre, as ImageNet evaluation does.
+    return [vision.Decode(), vision.Resize(int(image_size * 256 / 224)), vision.CenterCrop(image_size)]
+
+
+def _cifar10_head(do_train, image_size):
+    augment = [vision.RandomCrop(32, padding=4), vision.RandomHorizontalFlip()] if do_train else []
+    return augment + [vision.Resize(image_size)]
+
+
+def _resize_head(_do_train, image_size):
+    return [vision.Resize(image_size)]
+
+
+DATA_SETS = {
+    "cifar10": DataSet(_read_cifar10, (125.3, 123.0, 113.9), (63.0, 62.1, 66.7), _cifar10_head),
+    "imagenet": DataSet(_read_imagenet, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375), _imagenet_head),
+    "digits": DataSet(_read_digits, (127.5,) * 3, (127.5,) * 3, _resize_head),
+    "fashion_mnist": DataSet(_read_fashion_mnist, (72.9,) * 3, (90.0,) * 3, _resize_head),
+}
+# The dataset option's values.
+DATASETS = tuple(DATA_SETS)

@@ -3,7 +3,11 @@ deployable form (plain convolutions with discrete weights), which must agree.
 
     python scripts/eval.py --config_path configs/resnet18_cifar10_config.yaml [--checkpoint_file_path CKPT]
 """
-from slb_recipe.common import RecipeError, create_split, evaluate, load_trained_network, script_main, setup_runtime
+from slb_recipe.dataset import create_split
+from slb_recipe.errors import RecipeError
+from slb_recipe.metrics import evaluate
+from slb_recipe.network import load_trained_network
+from slb_recipe.runtime import script_main, setup_runtime
 
 
 def run(config):

@@ -19,9 +19,12 @@ import numpy as np
 import mindspore as ms
 
 from mindspore_slb import size_rows
-from slb_recipe.common import RecipeError, load_trained_network, script_main, setup_runtime
+from slb_recipe.errors import RecipeError
 from slb_recipe.export_formats import EXPORT_FORMATS, FormatError
+from slb_recipe.network import load_trained_network
+from slb_recipe.quant_type import parse_quant_type
 from slb_recipe.resnet import resnet18
+from slb_recipe.runtime import script_main, setup_runtime
 
 def float_checkpoint_bytes(config):
     """Size of the checkpoint of the same ResNet18 with float weights."""
@@ -55,7 +58,7 @@ def size_report(rows, path, config):
 def run(config):
     """Returns the path of the exported file; its size report is saved as ``<path>.size.md``."""
     export_format = EXPORT_FORMATS[config.file_format]
-    if config.quant_type == "W32" and export_format.packed:
+    if parse_quant_type(config.quant_type).is_float and export_format.packed:
         raise RecipeError(f"file_format {config.file_format} packs quantized weights; quant_type W32 has none "
                           "(use MINDIR)")
     try:

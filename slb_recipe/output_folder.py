@@ -8,7 +8,8 @@ import fcntl
 import glob
 import os
 
-from slb_recipe.common import PARTIAL_INFIX, RecipeError, saved_checkpoints
+from slb_recipe.checkpoints import PARTIAL_INFIX, saved_checkpoints
+from slb_recipe.errors import RecipeError
 
 LOCK_NAME = ".train.lock"
 

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from slb_recipe.files import atomic_path
+
 TRAINING_CURVES = "training_curves.png"
 SCHEDULES = "schedules.png"
 SEARCH_DECIDEDNESS = "search_decidedness.png"
@@ -47,14 +49,9 @@ def _new_figure(width, height, columns=1, rows=1):
 def _save(figure, folder, name):
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, name)
-    temporary = path + ".partial"
-    try:
+    # The caller reports a failure; no half-written file stays.
+    with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=100)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):  # the caller reports the failure; no half-written file stays
-            os.remove(temporary)
-        raise
     return path
 
 

@@ -1,15 +1,20 @@
-"""Where the search of each quantized layer stands, read from a live network for the figures.
+"""Where the search of each quantized layer stands, read from a live network for the epoch line and
+the figures.
 
-A quantized layer without logits (the straight-through baseline) has no decidedness.
+Uses mindspore_slb's top-level names only, and only when called: under benchmarks/side_by_side.py's
+Golden Stick shim, which serves those names, a network has no layer of this package's type, so it
+has no searched layer and no decidedness. A quantized layer without logits (the straight-through
+baseline) has no decidedness either.
 """
 import numpy as np
 
-from mindspore_slb import decidedness, is_quantized
+import mindspore_slb
 
 
 def quantized_layers(net):
-    """(path, layer) of every quantized layer of net, in network order."""
-    return [(path, cell) for path, cell in net.cells_and_names() if is_quantized(cell)]
+    """(path, layer) of every quantized layer of net (mindspore_slb.SlbQuantLayer), in network order."""
+    layer_type = mindspore_slb.SlbQuantLayer
+    return [(path, cell) for path, cell in net.cells_and_names() if isinstance(cell, layer_type)]
 
 
 def searched_layers(net):
@@ -29,6 +34,11 @@ def searching(net):
                for _, layer in quantized_layers(net) if getattr(layer, "weight_logits", None) is not None)
 
 
+def decidedness(logits, temperature):
+    """The mean largest candidate probability of a layer's weights (mindspore_slb.decidedness)."""
+    return mindspore_slb.decidedness(logits, temperature)
+
+
 def decidedness_by_layer(net):
     """{path: mean largest candidate probability} of every searched layer, in network order."""
     return {path: decidedness(logits, temperature) for path, logits, temperature in searched_layers(net)}
@@ -36,7 +46,7 @@ def decidedness_by_layer(net):
 
 def overall_decidedness(net):
     """The mean largest candidate probability over every searched weight of net, or None when it
-    has none (a float network, or the straight-through baseline)."""
+    has none (a float network, the straight-through baseline, a Golden Stick network)."""
     layers = searched_layers(net)
     if not layers:
         return None

@@ -21,8 +21,10 @@ import time
 from slb_recipe import evaluate as evaluation
 from slb_recipe import plots
 from slb_recipe import train
-from slb_recipe.common import checkpoint_dir, saved_checkpoints, script_main, with_overrides
-from slb_recipe.config import parse_list
+from slb_recipe.checkpoints import checkpoint_dir, saved_checkpoints
+from slb_recipe.config import parse_list, with_overrides
+from slb_recipe.files import write_atomically
+from slb_recipe.runtime import script_main
 
 RUN_RESULT_NAME = "sweep_run.json"
 MARKDOWN_NAME = "sweep_results.md"
@@ -42,18 +44,29 @@ def planned_runs(config):
             for seed in parse_list("sweep_seeds", config.sweep_seeds)]
 
 
+def grouped(rows, keys):
+    """[(values of `keys`, the rows that have them)], in the order rows first show each group."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(tuple(row[key] for key in keys), []).append(row)
+    return list(groups.items())
+
+
+def spread(values):
+    """{'mean', 'std' (sample standard deviation, None for one value), 'min', 'max'} of values."""
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "min": min(values), "max": max(values)}
+
+
 def summarize(rows):
     """Per quantization type, in the order rows first name it: run count, mean, sample standard
     deviation (None for one run), min and max of top-1 and top-5, and total training seconds."""
     summary = []
-    for quant_type in dict.fromkeys(row["quant_type"] for row in rows):
-        runs = [row for row in rows if row["quant_type"] == quant_type]
+    for (quant_type,), runs in grouped(rows, ("quant_type",)):
         record = {"quant_type": quant_type, "runs": len(runs)}
         for metric, _ in METRICS:
-            values = [row[f"{metric}_accuracy"] for row in runs]
-            record.update({f"{metric}_mean": statistics.mean(values),
-                           f"{metric}_std": statistics.stdev(values) if len(values) > 1 else None,
-                           f"{metric}_min": min(values), f"{metric}_max": max(values)})
+            record.update({f"{metric}_{name}": value
+                           for name, value in spread([row[f"{metric}_accuracy"] for row in runs]).items()})
         record["train_time_s"] = sum(row["train_time_s"] for row in runs)
         summary.append(record)
     return summary
@@ -88,17 +101,9 @@ def markdown_tables(summary, rows):
     return "\n".join(lines)
 
 
-def write_atomically(path, text):
-    """A temporary name, then a rename: an interrupted write never leaves half a file behind."""
-    temporary = path + ".partial"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
-
-
-def _read_run_result(folder):
-    """The result a finished run saved in folder, or None (also, said so, for a file that is not one)."""
-    path = os.path.join(folder, RUN_RESULT_NAME)
+def read_finished_run(path, keys=ROW_KEYS):
+    """The result a finished run saved at path (a JSON object with every one of `keys`), or None:
+    when there is none, and, said so, when the file is not one (an interrupted write)."""
     if not os.path.isfile(path):
         return None
     try:
@@ -106,7 +111,7 @@ def _read_run_result(folder):
             row = json.load(stream)
     except (ValueError, OSError) as error:  # an empty or cut file: the write was interrupted
         row = error
-    if not isinstance(row, dict) or not all(key in row for key in ROW_KEYS):
+    if not isinstance(row, dict) or not all(key in row for key in keys):
         print(f"{path} is not a finished run's result ({type(row).__name__}): the run is done again")
         return None
     return row
@@ -147,7 +152,7 @@ def run(base):
     rows = []
     for index, (quant_type, seed) in enumerate(plan, start=1):
         folder = run_folder(base.output_path, quant_type, seed)
-        row = _read_run_result(folder)
+        row = read_finished_run(os.path.join(folder, RUN_RESULT_NAME))
         if row is not None:
             print(f"sweep run {index}/{len(plan)}: {quant_type} seed {seed} already finished ({folder}/"
                   f"{RUN_RESULT_NAME}), skipped; delete that folder to run it again")

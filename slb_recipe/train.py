@@ -11,11 +11,16 @@ import mindspore.nn as nn
 
 from slb_recipe import plots
 from slb_recipe.callbacks import AverageBatchNormStatistics, CheckpointSaver, EpochReport, TrainingPlots
+from slb_recipe.checkpoints import (checkpoint_dir, checkpoint_record, epoch_reached, load_into_network,
+                                    read_checkpoint, read_float_start)
+from slb_recipe.dataset import create_split
+from slb_recipe.errors import RecipeError
 from slb_recipe.lr_schedule import get_lr
-from slb_recipe.common import (RecipeError, build_network, checkpoint_dir, checkpoint_record, create_split,
-                               epoch_reached, evaluate, load_into_network, loss_function, read_checkpoint,
-                               read_float_start, script_main, setup_runtime)
+from slb_recipe.metrics import evaluate, loss_function
+from slb_recipe.network import build_network
 from slb_recipe.output_folder import claimed_folder, refuse_other_runs_checkpoints
+from slb_recipe.runtime import script_main, setup_runtime
+from slb_recipe.search_state import searching
 
 # A weight scale, like a BatchNorm scale, sets a magnitude: decaying it would shrink the layer.
 NO_DECAY_NAME_PARTS = ("beta", "gamma", "bias", "weight_scale")
@@ -142,8 +147,8 @@ def _periodic_evaluation(config, net, train_data):
     calibrators = []
 
     def run():
-        from slb_recipe.search_state import searching  # pylint: disable=import-outside-toplevel
         if searching(net):
+            # Only this package's networks search (search_state), so its submodule is there.
             # pylint: disable-next=import-outside-toplevel
             from mindspore_slb import CALIBRATION_BATCHES, BatchNormCalibrator
             if not calibrators:

@@ -5,9 +5,8 @@ import pytest
 from mindspore import nn
 
 from mindspore_slb import Conv2dSlbQuant, QuantDtype, SlbQuantAwareTraining
-from tiny_nets import ConvBnNet, batches, train_model
+from tiny_nets import DTYPES, ConvBnNet, batches, train_model
 
-DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
 
 def trained_network(bits, act_quant, scale=True):

@@ -15,9 +15,8 @@ from onnx import numpy_helper
 from mindspore_slb import WEIGHT_DTYPES as DTYPES, OnnxExportError, QuantDtype, save_onnx
 from mindspore_slb.packed_layers import quantized_weights
 from test_zoo_check import import_zoo_check, needs_mindcv
-from tiny_nets import ConvBnNet, randomly_searched
+from tiny_nets import REPO_ROOT, ConvBnNet, randomly_searched
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class MeanPoolNet(ConvBnNet):

@@ -16,9 +16,8 @@ from mindspore_slb.codes import decode_weight, pack_codes, unpack_codes
 from mindspore_slb.packed_layers import QuantizedWeight, UnpackWeight
 from mindspore_slb.packing import size_rows, write_packed
 from mindspore_slb.slb_reader import FORMAT_VERSION, MAGIC, read_packed
-from tiny_nets import ConvBnNet, batches, randomly_searched
+from tiny_nets import REPO_ROOT, ConvBnNet, batches, randomly_searched
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def quantized_network(bits, act_quant, seed=0):

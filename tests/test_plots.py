@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from recipe_data import tiny_args
+from recipe_data import PNG_SIGNATURE, tiny_args
 
 from mindspore_slb import SlbFakeQuantizerPerLayer
 from mindspore_slb.quantizer import candidate_probabilities, candidate_values, decidedness
 from slb_recipe import plots, train
 from slb_recipe.callbacks import TrainingPlots
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TRAINING_FIGURES = (plots.TRAINING_CURVES, plots.SCHEDULES, plots.SEARCH_DECIDEDNESS)
 ALL_TRAINING_FIGURES = TRAINING_FIGURES + (plots.CHOSEN_VALUES,)
 

@@ -10,12 +10,12 @@ import pytest
 
 from recipe_data import error_line, exit_message, shared_data, tiny_args, write_fashion_mnist
 
-from slb_recipe import common
+from slb_recipe import checkpoints as common
 from slb_recipe import evaluate as evaluation
 from slb_recipe import export
 from slb_recipe import sweep
 from slb_recipe import train
-from slb_recipe.common import checkpoint_record, epoch_reached
+from slb_recipe.checkpoints import checkpoint_record, epoch_reached
 from slb_recipe.config import load_config
 from slb_recipe.dataset import CIFAR_TRAIN_FILES, DataPathError, create_dataset, idx_bytes
 

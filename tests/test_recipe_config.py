@@ -11,8 +11,9 @@ from recipe_data import REPO_ROOT, error_line
 
 from slb_recipe import config as recipe_config
 from slb_recipe.lr_schedule import get_lr
-from slb_recipe import common
-from slb_recipe.common import RecipeError, resolve_device_target
+from slb_recipe import runtime as common
+from slb_recipe.errors import RecipeError
+from slb_recipe.runtime import resolve_device_target
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "resnet18_*_config.yaml")))
 
@@ -69,7 +70,7 @@ def test_bad_command_line_is_a_one_line_error(argv, expected):
 
 
 def test_per_layer_keys_reach_the_algorithm():
-    from slb_recipe.common import build_slb_algorithm  # pylint: disable=import-outside-toplevel
+    from slb_recipe.network import build_slb_algorithm  # pylint: disable=import-outside-toplevel
     loaded = recipe_config.load_config(["--exclude_layers", "conv1, end_point", "--layer_bits", "layer4.*:2,layer1.*:4",
                                         "--enable_weight_scale", "true", "--enable_dense_quant", "true"])
     text = repr(build_slb_algorithm(loaded, 0))

@@ -13,7 +13,11 @@ from slb_recipe import train
 from slb_recipe.config import load_config
 from slb_recipe.lr_schedule import get_lr
 from slb_recipe.output_folder import LOCK_NAME
-from slb_recipe.common import create_split, epoch_reached, load_trained_network, setup_runtime, weight_bits
+from slb_recipe.checkpoints import epoch_reached
+from slb_recipe.dataset import create_split
+from slb_recipe.network import load_trained_network
+from slb_recipe.quant_type import weight_bits
+from slb_recipe.runtime import setup_runtime
 
 
 def expected_temperature(epoch, config):

@@ -11,7 +11,9 @@ from recipe_data import tiny_args
 from mindspore_slb import load_packed
 from slb_recipe import export
 from slb_recipe import train
-from slb_recipe.common import create_split, load_trained_network, setup_runtime
+from slb_recipe.dataset import create_split
+from slb_recipe.network import load_trained_network
+from slb_recipe.runtime import setup_runtime
 from slb_recipe.config import OPTIONS, load_config
 from slb_recipe.resnet import resnet18
 

@@ -9,9 +9,9 @@ import pytest
 from recipe_data import tiny_args
 
 from slb_recipe import callbacks
-from slb_recipe import common as recipe
+from slb_recipe import checkpoints as recipe
 from slb_recipe import train
-from slb_recipe.common import epoch_reached
+from slb_recipe.checkpoints import epoch_reached
 from slb_recipe.output_folder import claimed_folder
 
 # Both differ between a straight and a resumed run by design: the resumed optimizer holds only the

@@ -4,13 +4,12 @@ import statistics
 
 import pytest
 
-from recipe_data import tiny_args
+from recipe_data import PNG_SIGNATURE, tiny_args
 
 from slb_recipe import config as recipe_config
 from slb_recipe import sweep
 from slb_recipe.plots import SWEEP_RESULTS
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_sweep_trains_every_type_and_seed_writes_the_tables_and_skips_finished_runs_on_rerun(tmp_path, capsys):

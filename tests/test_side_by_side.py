@@ -79,3 +79,68 @@ def test_the_recipe_imports_only_mindspore_slbs_top_level_names_until_it_builds_
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "shim"), side_by_side.REPO_ROOT],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+SHIM = os.path.join(side_by_side.REPO_ROOT, "benchmarks", "golden_stick_shim")
+FAKE_GOLDEN_STICK = {
+    "mindspore_gs/__init__.py": ("class SlbQuantAwareTraining:\n"
+                                 "    def __init__(self, config):\n"
+                                 "        self.config = config\n\n"
+                                 "    def apply(self, net):\n"
+                                 "        return net\n"),
+    "mindspore_gs/quantization/__init__.py": "",
+    "mindspore_gs/quantization/slb/__init__.py": "",
+    "mindspore_gs/quantization/slb/slb_fake_quantizer.py": (
+        "from mindspore import nn\n\n"
+        "class SlbFakeQuantizerPerLayer(nn.Cell):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.temperature = 4.0\n\n"
+        "    def construct(self, x):\n"
+        "        return x\n"),
+}
+
+
+def test_the_recipes_epoch_end_runs_on_golden_stick_through_the_shim(tmp_path):
+    """The recipe's network building and epoch-end callbacks on a network holding Golden Stick's quantizer, with
+    mindspore_slb served by benchmarks/golden_stick_shim (Golden Stick itself stood in for by the
+    modules and names the shim imports): the epoch line shows the temperature, and no decidedness,
+    since the network has no layer of this package's type."""
+    for name, source in FAKE_GOLDEN_STICK.items():
+        os.makedirs((tmp_path / name).parent, exist_ok=True)
+        (tmp_path / name).write_text(source)
+    code = "\n".join([
+        "import sys",
+        "from types import SimpleNamespace",
+        # As in Golden Stick's environment, where this package is not installed: no finder that
+        # would serve mindspore_slb's submodules from the repository behind the shim's back.
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'mindspore_slb' not in getattr(f, '__module__', '')]",
+        "sys.path[:0] = [sys.argv[1], sys.argv[2]]",
+        "import mindspore_slb",
+        "assert mindspore_slb.__file__.startswith(sys.argv[1]), mindspore_slb.__file__",
+        "sys.path.insert(0, sys.argv[3])",
+        "import numpy as np",
+        "import mindspore as ms",
+        "from mindspore_gs.quantization.slb.slb_fake_quantizer import SlbFakeQuantizerPerLayer",
+        "from slb_recipe.callbacks import EpochReport, TrainingPlots",
+        "from slb_recipe.config import load_config",
+        "from slb_recipe.network import build_network",
+        "_, algo = build_network(load_config(['--quant_type', 'W1', '--width', '4']))",
+        "assert type(algo).__module__ == 'mindspore_slb' and algo.config['weight_search'] == 'slb', algo",
+        "net = ms.nn.SequentialCell([ms.nn.Dense(2, 2), SlbFakeQuantizerPerLayer()])",
+        "report = EpochReport(net, np.full(1, 0.1, np.float32), 1, has_trained_epoch=0, epoch_size=2)",
+        "args = SimpleNamespace(cur_epoch_num=1, cur_step_num=1, net_outputs=ms.Tensor(0.5, ms.float32))",
+        "context = SimpleNamespace(original_args=lambda: args)",
+        "report.on_train_epoch_begin(context)",
+        "report.on_train_step_end(context)",
+        "report.on_train_epoch_end(context)",
+        "plots = TrainingPlots(net, report, sys.argv[4])",
+        "plots.on_train_epoch_end(context)",
+        "plots.on_train_end(context)",
+        "assert not plots.failed and plots.decidedness_history == [(1, {})], plots.decidedness_history",
+    ])
+    done = subprocess.run([sys.executable, "-c", code, SHIM, str(tmp_path), side_by_side.REPO_ROOT,
+                           str(tmp_path / "figures")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "epoch 1/2: loss 0.500000" in done.stdout and "temperature 4, lr 0.1" in done.stdout
+    assert "decided" not in done.stdout

@@ -10,9 +10,8 @@ from mindspore_slb import PackedFileError, load_packed, save_packed
 from mindspore_slb.packed_layers import quantized_weights
 from mindspore_slb.slb_reader import read_layers
 from test_packing import quantized_network
-from tiny_nets import ConvBnNet
+from tiny_nets import REPO_ROOT, ConvBnNet
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4])

@@ -8,8 +8,8 @@ from mindspore import Tensor, nn
 
 from mindspore_slb import QuantDtype, SlbQuantAwareTraining
 from mindspore_slb.quantizer import START_FLOOR, START_LIMIT, candidate_values, nearest_codes, normalized_weight
+from tiny_nets import DTYPES
 
-DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 # Relative error of the start's soft weight against the float weight (He-initialised 3x3 conv, 16 -> 32
 # channels, fitted channel scale; docs/design.md, "A start that computes what the float network
 # computes"): set by the weights the candidates cannot reach.

@@ -10,7 +10,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.train.callback import Callback
 
 from recipe_data import tiny_args
-from tiny_nets import ConvBnNet, MyConv, MyConvSlbQuant, batches, train_model
+from tiny_nets import DTYPES, ConvBnNet, MyConv, MyConvSlbQuant, batches, train_model
 
 from mindspore_slb import (Conv2dSlbQuant, QuantDtype, SlbFakeQuantizerPerLayer, SlbQuantAwareTraining,
                            SlbQuantLayer, SteWeightQuantizer, calibrate_batchnorm, load_packed, packed_network,
@@ -18,12 +18,14 @@ from mindspore_slb import (Conv2dSlbQuant, QuantDtype, SlbFakeQuantizerPerLayer,
 from mindspore_slb.quantizer import candidate_values
 from slb_recipe import evaluate as evaluation
 from slb_recipe import export, train
-from slb_recipe.common import (CHECKPOINT_NAME, build_slb_algorithm, create_split, load_trained_network,
-                               setup_runtime, weight_bits)
+from slb_recipe.checkpoints import CHECKPOINT_NAME
 from slb_recipe.config import load_config
+from slb_recipe.dataset import create_split
+from slb_recipe.network import build_slb_algorithm, load_trained_network
+from slb_recipe.quant_type import weight_bits
 from slb_recipe.resnet import resnet18
+from slb_recipe.runtime import setup_runtime
 
-DTYPES = {1: QuantDtype.INT1, 2: QuantDtype.INT2, 4: QuantDtype.INT4}
 
 
 def nearest_candidates(latent, bits):

@@ -1,4 +1,5 @@
-"""Small networks shared by the tests."""
+"""Small networks, and constants, shared by the tests."""
+import os
 from collections import OrderedDict
 
 import mindspore as ms
@@ -6,7 +7,11 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 import mindspore.dataset as ds
 
-from mindspore_slb import SlbQuantAwareTraining, SlbQuantLayer
+from mindspore_slb import WEIGHT_DTYPES, SlbQuantAwareTraining, SlbQuantLayer
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Weight bits -> the quant_dtype that asks for them.
+DTYPES = WEIGHT_DTYPES
 
 
 class ConvBnNet(nn.Cell):
