@@ -27,9 +27,11 @@ class LayerHandler:
         float_type (type): the Cell type quantized (its subclasses too, unless they override
             ``construct``: they compute something else).
         quantized_type (type): a ``SlbQuantLayer`` subclass built as
-            ``quantized_type(cell, num_bits, act_quantizer, weight_scale)``, plus the keyword
-            argument ``weight_search="ste"`` for the straight-through baseline (a type that takes no
-            such keyword is quantized by SLB only).
+            ``quantized_type(cell, num_bits, act_quantizer, weight_scale, weight_search=name)``,
+            which passes them on to ``SlbQuantLayer.__init__``; its weight quantizer, chosen by
+            ``weight_search``, owns the search (see ``quantizer.CandidateQuantizer``). For SLB,
+            the default search, ``weight_search`` is not passed, so that a type written without
+            that keyword is quantized by SLB only.
         deploy (callable): ``deploy(quantized_layer, weight)`` returns the plain Cell computing
             what the quantized layer computes in evaluation, given its final weight (a Tensor)
             and without its input quantizer (``convert`` adds that in front).
@@ -91,7 +93,8 @@ def handler_of_quantized(layer):
 
 def search_argument(handler, weight_search):
     """The keyword arguments that make ``handler.quantized_type`` learn by ``weight_search``: none for
-    SLB, so a type written before ``weight_search`` existed is built as it always was."""
+    SLB, the default, so that a type without the ``weight_search`` keyword is built by SLB; a type
+    without it asked for another search is an error naming the type."""
     if weight_search == SLB:
         return {}
     parameters = inspect.signature(handler.quantized_type).parameters
