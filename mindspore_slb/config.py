@@ -126,7 +126,8 @@ class ConfigKey:
         config_key (bool): accepted in the config dict under its own name (the two dtypes come in
             ``quant_dtype`` there, as in Golden Stick).
         store (callable, optional): ``store(config, value)`` instead of setting the attribute, for
-            a key that is a view of another one or merges into it.
+            a key that merges into its value or is a view of another key.
+        view (bool): no attribute of its own: ``SlbConfig`` reads it from another key (a property).
     """
     name: str
     default: object
@@ -134,6 +135,7 @@ class ConfigKey:
     doc: str
     config_key: bool = True
     store: object = None
+    view: bool = False
 
 
 def _store_dense(config, enabled):
@@ -173,7 +175,7 @@ KEYS = (
               "the search ends as decided whatever the run's length. Give this or ``t_factor``."),
     ConfigKey("enable_dense_quant", False, check_bool,
               "Also quantize ``nn.Dense`` layers (off by default, as in Golden Stick); the same setting as "
-              "``layer_types[nn.Dense]``.", store=_store_dense),
+              "``layer_types[nn.Dense]``.", store=_store_dense, view=True),
     ConfigKey("layer_types", {}, check_layer_types,
               "``{registered float layer type: bool}``: quantize the layers of that type (True) or leave "
               "them in float (False), as with torch.ao's ``set_object_type``. Each call updates the types it "
@@ -207,7 +209,7 @@ class SlbConfig:
 
     def __init__(self, **values):
         for key in KEYS:
-            if key.store is not _store_dense:
+            if not key.view:
                 setattr(self, key.name, copy.copy(key.default))
         # The keys a user set, as opposed to defaults: t_factor and t_end_val exclude each other.
         self.given = set()
