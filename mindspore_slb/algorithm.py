@@ -15,7 +15,7 @@ from mindspore_slb.convert import convert_network
 from mindspore_slb.layer_plan import (bits_for, check_plan, float_reason, format_summary, summary_row, type_enabled,
                                       unused_patterns)
 from mindspore_slb.packing import fspath, refuse_packed
-from mindspore_slb.registry import handler_for, is_quantized, registered_layers, search_argument
+from mindspore_slb.registry import handler_for, is_quantized, registered_layers
 from mindspore_slb.rewrite import replace_cells
 
 logger = logging.getLogger(__name__)
@@ -164,8 +164,8 @@ class SlbQuantAwareTraining:
             replacement = None
             if bits is not None:
                 act_quantizer = SlbActQuantizer() if config.enable_act_quant else None
-                replacement = handler.quantized_type(cell, bits, act_quantizer, config.enable_weight_scale,
-                                                     **search_argument(handler, config.weight_search))
+                replacement = handler.build(cell, bits, act_quantizer, config.enable_weight_scale,
+                                            config.weight_search)
                 replacement.start_at_temperature(config.t_start_val)
             rows.append(summary_row(path, cell, cell if replacement is None else replacement, bits,
                                     None if bits is not None else float_reason(path, cell, handler, config)))

@@ -83,7 +83,8 @@ def summary_row(path, cell, layer_after, bits, reason=None):
 
 def check_plan(network, config):
     """Refuse, before any layer is replaced, a ``layer_types`` entry for a type unregistered since it was
-    set, a ``layer_bits`` pattern that matches only layers left in float, and a layer to quantize whose float weight is not finite (its logits would be garbage).
+    set, a layer whose quantized type cannot be built with ``weight_search``, a ``layer_bits``
+    pattern that matches only layers left in float, and a layer to quantize whose float weight is not finite (its logits would be garbage).
     """
     registered = [handler.float_type for handler in registered_layers()]
     for cell_type in config.layer_types:
@@ -101,6 +102,7 @@ def check_plan(network, config):
             left_float.append((path, reason))
             continue
         quantized.append(path)
+        handler.check_search(config.weight_search)
         weight = getattr(cell, "weight", None)
         if weight is not None:
             values = weight.asnumpy()

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from mindspore_slb import Conv2dSlbQuant, DenseSlbQuant, SlbQuantAwareTraining
+from mindspore_slb import (Conv2dSlbQuant, DenseSlbQuant, SlbQuantAwareTraining, register_layer, registered_layers,
+                           unregister_layer)
 from mindspore_slb.layers import SEARCHED_PARAMETER_NAMES, WEIGHT_SEARCHES
 from mindspore_slb.quantizer import CandidateQuantizer
-from tiny_nets import ConvBnNet
+from tiny_nets import ConvBnNet, MyConv, MyConvSlbQuant
 
 
 def test_every_search_is_a_weight_quantizer_naming_its_search_and_parameter():
@@ -50,3 +51,28 @@ def test_checkpoint_names_of_the_searched_parameters_are_kept(weight_search, nam
     net = SlbQuantAwareTraining({"weight_search": weight_search}).apply(ConvBnNet())
     stem = {p.name for p in net.get_parameters() if p.name.startswith("stem.")}
     assert names <= stem and not any("fake_quant_weight.weight_" in name for name in stem)
+
+
+class ConvThenMine(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3)
+        self.mine = MyConv(Tensor(np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32)))
+
+    def construct(self, x):
+        return self.mine(self.conv(x))
+
+
+def test_a_type_without_the_search_is_refused_before_any_layer_is_replaced():
+    register_layer(MyConv, MyConvSlbQuant, deploy=lambda layer, weight: MyConv(weight))
+    try:
+        handler = next(handler for handler in registered_layers() if handler.float_type is MyConv)
+        assert handler.weight_searches == ("slb",)
+        net = ConvThenMine()
+        with pytest.raises(TypeError, match="'weight_search' is 'ste', but MyConvSlbQuant, which quantizes MyConv"):
+            SlbQuantAwareTraining({"weight_search": "ste"}).apply(net)
+        assert type(net.conv) is nn.Conv2d and type(net.mine) is MyConv
+    finally:
+        unregister_layer(MyConv)
+    assert next(handler for handler in registered_layers()
+                if handler.float_type is nn.Conv2d).weight_searches == ("slb", "ste")
