@@ -14,6 +14,7 @@ from mindspore.common.dtype import QuantDtype
 
 from mindspore_slb.layers import SLB, WEIGHT_SEARCHES
 from mindspore_slb.quantizer import MAX_TEMPERATURE
+from mindspore_slb.registry import registered_layers
 
 WEIGHT_BITS = {QuantDtype.INT1: 1, QuantDtype.INT2: 2, QuantDtype.INT4: 4}
 ACT_BITS = {QuantDtype.INT8: 8}
@@ -94,9 +95,6 @@ def check_layer_bits(name, value):
 
 def check_layer_types(name, value):
     """A dict {registered float layer type: bool}: which layer types ``apply`` quantizes."""
-    # Imported here: the registry's built-in handlers import the quantized layers, which this module's
-    # users (layer_plan, algorithm) import after it.
-    from mindspore_slb.registry import registered_layers  # pylint: disable=import-outside-toplevel
     if not isinstance(value, dict):
         raise TypeError(f"'{name}' must be a dict {{registered layer type: bool}}, but got {value!r} "
                         f"of type {_type_name(value)}.")
@@ -235,7 +233,6 @@ class SlbConfig:
 
     @property
     def enable_dense_quant(self):
-        from mindspore_slb.registry import registered_layers  # pylint: disable=import-outside-toplevel
         dense = [handler for handler in registered_layers() if handler.float_type is nn.Dense]
         return self.type_enabled(nn.Dense, bool(dense) and dense[0].enabled_by_default)
 
