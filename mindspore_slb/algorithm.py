@@ -10,12 +10,12 @@ from mindspore.train import Model
 from mindspore_slb.act_quant import SlbActQuantizer
 from mindspore_slb.callbacks import (BNCalibration, TemperatureScheduler, _CallbackGroup, _SearchLeftSoftWarning,
                                     set_epoch_temperature)
-from mindspore_slb.config import CONFIG_KEYS, SlbConfig, split_quant_dtype
+from mindspore_slb.config import CONFIG_KEYS, KEYS, SlbConfig, split_quant_dtype
 from mindspore_slb.convert import convert_network
 from mindspore_slb.layer_plan import (bits_for, check_plan, float_reason, format_summary, summary_row, type_enabled,
                                       unused_patterns)
 from mindspore_slb.packed_layers import refuse_packed
-from mindspore_slb.registry import handler_for, is_quantized, registered_layers, search_argument
+from mindspore_slb.registry import handler_for, is_quantized, registered_layers
 from mindspore_slb.rewrite import replace_cells
 from mindspore_slb.slb_reader import fspath
 
@@ -28,12 +28,13 @@ class SlbQuantAwareTraining:
     """SLB (Searching for Low-bit Weights) quantization-aware training.
 
     Args:
-        config (dict, optional): any of ``quant_dtype`` (a weight QuantDtype, or [act, weight]),
-            ``enable_act_quant``, ``enable_bn_calibration``, ``epoch_size``, ``has_trained_epoch``,
-            ``t_start_val``, ``t_start_time``, ``t_end_time``, ``t_factor``, and beyond Golden
-            Stick ``t_end_val``, ``enable_dense_quant``, ``enable_weight_scale``, ``exclude_layers``,
-            ``layer_bits``, ``weight_search``, ``quantize_frozen_layers``. Each is validated like its
-            setter; an unknown key is an error.
+        config (dict, optional): any of ``config.CONFIG_KEYS``: ``quant_dtype`` (a weight
+            QuantDtype, or [act, weight]), ``enable_act_quant``, ``enable_bn_calibration``,
+            ``epoch_size``, ``has_trained_epoch``, ``t_start_val``, ``t_start_time``, ``t_end_time``,
+            ``t_factor``, and beyond Golden Stick ``t_end_val``, ``enable_dense_quant``,
+            ``layer_types``, ``enable_weight_scale``, ``exclude_layers``, ``layer_bits``,
+            ``weight_search``, ``quantize_frozen_layers``. Each is validated like its setter
+            (``set_<key>``, documented there); an unknown key is an error.
 
     Example:
         >>> algo = SlbQuantAwareTraining({"epoch_size": 100, "has_trained_epoch": 0})
@@ -73,12 +74,12 @@ class SlbQuantAwareTraining:
                 raise type(error)(f"'quant_dtype' [act_dtype, weight_dtype] or weight_dtype: its {part} is "
                                   f"wrong: {error}") from None
 
+    # Golden Stick's setter names, one per setting of config.KEYS; each setter's check and docstring
+    # come from its KEYS entry (see the end of this module).
     def set_weight_quant_dtype(self, weight_quant_dtype):
-        """QuantDtype.INT1, INT2 or INT4."""
         self._config.set("weight_quant_dtype", weight_quant_dtype)
 
     def set_act_quant_dtype(self, act_quant_dtype):
-        """QuantDtype.INT8."""
         self._config.set("act_quant_dtype", act_quant_dtype)
 
     def set_enable_act_quant(self, enable_act_quant):
@@ -88,11 +89,9 @@ class SlbQuantAwareTraining:
         self._config.set("enable_bn_calibration", enable_bn_calibration)
 
     def set_epoch_size(self, epoch_size):
-        """Total epochs of the training, resumed epochs included (int > 0)."""
         self._config.set("epoch_size", epoch_size)
 
     def set_has_trained_epoch(self, has_trained_epoch):
-        """Epochs trained before this run, for a resume (int >= 0)."""
         self._config.set("has_trained_epoch", has_trained_epoch)
 
     def set_t_start_val(self, t_start_val):
@@ -105,42 +104,30 @@ class SlbQuantAwareTraining:
         self._config.set("t_end_time", t_end_time)
 
     def set_t_factor(self, t_factor):
-        """The temperature's factor per epoch while it rises (float > 0; default 1.2, Golden Stick's)."""
         self._config.set("t_factor", t_factor)
 
     def set_t_end_val(self, t_end_val):
-        """The temperature reached when training turns hard (float >= t_start_val), instead of a
-        ``t_factor``: the factor is then the one that gets there in the schedule's rising epochs,
-        so the search ends as decided whatever the run's length. Give this or ``t_factor``."""
         self._config.set("t_end_val", t_end_val)
 
     def set_enable_dense_quant(self, enable_dense_quant):
-        """Also quantize ``nn.Dense`` layers (off by default, as in Golden Stick)."""
         self._config.set("enable_dense_quant", enable_dense_quant)
 
+    def set_layer_types(self, layer_types):
+        self._config.set("layer_types", layer_types)
+
     def set_enable_weight_scale(self, enable_weight_scale):
-        """Learn a per-output-channel scale of the candidates (default True); False gives Golden
-        Stick's bare candidates."""
         self._config.set("enable_weight_scale", enable_weight_scale)
 
     def set_exclude_layers(self, exclude_layers):
-        """Keep in float the layers whose path matches one of these fnmatch patterns, or for which
-        one of these predicates ``f(path, cell)`` returns True."""
         self._config.set("exclude_layers", exclude_layers)
 
     def set_layer_bits(self, layer_bits):
-        """``{path pattern: QuantDtype}``: weight bits of matching layers (first match wins)."""
         self._config.set("layer_bits", layer_bits)
 
     def set_weight_search(self, weight_search):
-        """How the quantized layers learn their candidates: "slb" (default, SLB as Golden Stick
-        does) or "ste", a straight-through-estimator baseline on the same candidates and layers, to
-        compare SLB against; it has no temperature, so the temperature schedule leaves it alone."""
         self._config.set("weight_search", weight_search)
 
     def set_quantize_frozen_layers(self, quantize_frozen_layers):
-        """Also quantize layers whose weight is frozen (``requires_grad=False``; default False: such a
-        layer is a fixed operator, such as a detector's integral conv, and stays in float)."""
         self._config.set("quantize_frozen_layers", quantize_frozen_layers)
 
     def layer_summary(self):
@@ -180,8 +167,8 @@ class SlbQuantAwareTraining:
             replacement = None
             if bits is not None:
                 act_quantizer = SlbActQuantizer() if config.enable_act_quant else None
-                replacement = handler.quantized_type(cell, bits, act_quantizer, config.enable_weight_scale,
-                                                     **search_argument(handler, config.weight_search))
+                replacement = handler.build(cell, bits, act_quantizer, config.enable_weight_scale,
+                                            config.weight_search)
                 replacement.start_at_temperature(config.t_start_val)
             rows.append(summary_row(path, cell, cell if replacement is None else replacement, bits,
                                     None if bits is not None else float_reason(path, cell, handler, config)))
@@ -304,6 +291,11 @@ class SlbQuantAwareTraining:
 
     def __repr__(self):
         return f"SlbQuantAwareTraining({self._config})"
+
+
+for _key in KEYS:
+    getattr(SlbQuantAwareTraining, f"set_{_key.name}").__doc__ = _key.doc
+del _key
 
 
 def _load_covering(network, quantized_layers, ckpt_path):

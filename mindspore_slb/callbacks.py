@@ -11,9 +11,8 @@ from mindspore.train.callback import Callback
 
 from mindspore_slb.act_quant import SlbActQuantizer
 from mindspore_slb.config import SlbConfig, rise_start_epoch, temperature_at_epoch
-from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer
+from mindspore_slb.quantizer import CandidateQuantizer, SlbFakeQuantizerPerLayer
 from mindspore_slb.registry import is_quantized
-from mindspore_slb.ste import SteWeightQuantizer
 
 __all__ = ["CALIBRATION_BATCHES", "TemperatureScheduler", "BNCalibration", "BatchNormCalibrator",
            "calibrate_batchnorm", "set_epoch_temperature"]
@@ -26,6 +25,7 @@ CALIBRATION_BATCHES = 32
 
 
 def _quantizers(network):
+    """The quantizers with a temperature: SLB's, whatever layer holds them."""
     return [cell for _, cell in network.cells_and_names() if isinstance(cell, SlbFakeQuantizerPerLayer)]
 
 
@@ -236,21 +236,21 @@ class BatchNormCalibrator:
 
 def _set_calibration_modes(network):
     """Training mode, so that BatchNorms normalise with their batch statistics, except for the
-    quantizers: hard weights, and activation ranges as observed in training, not moved. An SLB
-    quantizer with the fused kernel stays in training mode with its hard flag set
-    (``_hard_flags_set``): the kernel's hard path reads the logits once, where the evaluation path
-    takes K - 1 comparisons over them."""
+    quantizers: hard weights, and activation ranges as observed in training, not moved. A weight
+    quantizer whose ``hard_in_training_mode`` says so (SLB's fused kernel) stays in training mode
+    with its hard flag set (``_hard_flags_set``)."""
     network.set_train(True)
     for _, cell in network.cells_and_names():
-        fused = isinstance(cell, SlbFakeQuantizerPerLayer) and cell.weight_is_fused
-        if isinstance(cell, (SlbFakeQuantizerPerLayer, SteWeightQuantizer, SlbActQuantizer)) and not fused:
+        if isinstance(cell, SlbActQuantizer) or (isinstance(cell, CandidateQuantizer)
+                                                 and not cell.hard_in_training_mode):
             cell.set_train(False)
 
 
 @contextlib.contextmanager
 def _hard_flags_set(network):
-    """Within it, every fused SLB quantizer of ``network`` computes its hard weight in training mode."""
-    quantizers = [cell for cell in _quantizers(network) if cell.weight_is_fused]
+    """Within it, every SLB quantizer of ``network`` left in training mode for calibration computes its
+    hard weight there."""
+    quantizers = [cell for cell in _quantizers(network) if cell.hard_in_training_mode]
     flags = [quantizer.temperature_end_flag for quantizer in quantizers]
     try:
         for quantizer in quantizers:

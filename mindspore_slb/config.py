@@ -1,18 +1,23 @@
 """The SLB configuration: defaults, validation and the temperature schedule it implies.
 
-Every public setter of ``SlbQuantAwareTraining`` funnels through the validators here, so a wrong
-value is reported the same way whether it came from the config dict or from a setter.
+Each setting is declared once, in ``KEYS`` (name, default, check, doc); ``SlbConfig``'s attributes,
+``CONFIG_KEYS`` and the checks and docstrings of ``SlbQuantAwareTraining``'s ``set_<name>`` setters
+come from it, so a wrong value is reported the same way whether it came from the config dict or
+from a setter.
 """
+import copy
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
+from mindspore import nn
 from mindspore.common.dtype import QuantDtype
 
 from mindspore_slb.layers import SLB, WEIGHT_SEARCHES
 from mindspore_slb.quant_dtypes import ACT_BITS, WEIGHT_BITS
 from mindspore_slb.quantizer import MAX_TEMPERATURE
+from mindspore_slb.registry import registered_layers
 
-__all__ = ["SlbConfig", "CONFIG_KEYS", "check_quant_dtype", "check_bool", "check_int", "check_float", "check_choice",
+__all__ = ["SlbConfig", "ConfigKey", "KEYS", "KEY_BY_NAME", "CONFIG_KEYS", "check_layer_types", "check_quant_dtype", "check_bool", "check_int", "check_float", "check_choice",
            "check_exclude_layers", "check_layer_bits", "split_quant_dtype", "temperature_at_epoch",
            "rise_start_epoch", "rise_epochs"]
 
@@ -90,57 +95,148 @@ def check_layer_bits(name, value):
     return dict(value)
 
 
-_FIELD_CHECKS = {
-    "weight_quant_dtype": lambda name, value: check_quant_dtype(name, value, WEIGHT_BITS),
-    "act_quant_dtype": lambda name, value: check_quant_dtype(name, value, ACT_BITS),
-    "enable_act_quant": check_bool,
-    "enable_bn_calibration": check_bool,
-    "epoch_size": lambda name, value: check_int(name, value, 1),
-    "has_trained_epoch": lambda name, value: check_int(name, value, 0),
-    "t_start_val": lambda name, value: check_float(name, value, 0.0, MAX_TEMPERATURE),
-    "t_start_time": lambda name, value: check_float(name, value, 0.0, 1.0, low_inclusive=True),
-    "t_end_time": lambda name, value: check_float(name, value, 0.0, 1.0, low_inclusive=True),
-    "t_factor": lambda name, value: check_float(name, value, 0.0),
-    "t_end_val": lambda name, value: check_float(name, value, 0.0),
-    "enable_dense_quant": check_bool,
-    "enable_weight_scale": check_bool,
-    "exclude_layers": check_exclude_layers,
-    "layer_bits": check_layer_bits,
-    "weight_search": lambda name, value: check_choice(name, value, WEIGHT_SEARCHES),
-    "quantize_frozen_layers": check_bool,
-}
+def check_layer_types(name, value):
+    """A dict {registered float layer type: bool}: which layer types ``apply`` quantizes."""
+    if not isinstance(value, dict):
+        raise TypeError(f"'{name}' must be a dict {{registered layer type: bool}}, but got {value!r} "
+                        f"of type {_type_name(value)}.")
+    registered = [handler.float_type for handler in registered_layers()]
+    for cell_type, enabled in value.items():
+        if not isinstance(cell_type, type):
+            raise TypeError(f"'{name}' keys must be layer types (classes), but got {cell_type!r} "
+                            f"of type {_type_name(cell_type)}.")
+        if cell_type not in registered:
+            raise ValueError(f"'{name}' key {cell_type.__name__} is not a registered layer type; registered: "
+                             f"{', '.join(t.__name__ for t in registered)} (register_layer adds one).")
+        check_bool(f"{name}[{cell_type.__name__}]", enabled)
+    return dict(value)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ConfigKey:
+    """One setting of the algorithm, declared once: the config dict key, the ``SlbConfig`` attribute,
+    the ``set_<name>`` setter's check and documentation all come from it.
+
+    Attributes:
+        name (str): the attribute, config key and setter suffix.
+        default: the value before any is set (copied per configuration).
+        check (callable): ``check(name, value)`` returns the value to store or raises, naming
+            ``name``, the value and what is allowed.
+        doc (str): what it does; the setter's docstring.
+        config_key (bool): accepted in the config dict under its own name (the two dtypes come in
+            ``quant_dtype`` there, as in Golden Stick).
+        store (callable, optional): ``store(config, value)`` instead of setting the attribute, for
+            a key that merges into its value or is a view of another key.
+        view (bool): no attribute of its own: ``SlbConfig`` reads it from another key (a property).
+    """
+    name: str
+    default: object
+    check: object
+    doc: str
+    config_key: bool = True
+    store: object = None
+    view: bool = False
+
+
+def _store_dense(config, enabled):
+    # enable_dense_quant is layer_types[nn.Dense]: one setting, two names (Golden Stick's and the general one).
+    config.layer_types = {**config.layer_types, nn.Dense: enabled}
+
+
+def _merge_layer_types(config, layer_types):
+    config.layer_types = {**config.layer_types, **layer_types}
+
+
+# Every setting, in the order the configuration is shown.
+KEYS = (
+    ConfigKey("weight_quant_dtype", QuantDtype.INT1, lambda name, value: check_quant_dtype(name, value, WEIGHT_BITS),
+              "QuantDtype.INT1, INT2 or INT4.", config_key=False),
+    ConfigKey("act_quant_dtype", QuantDtype.INT8, lambda name, value: check_quant_dtype(name, value, ACT_BITS),
+              "QuantDtype.INT8.", config_key=False),
+    ConfigKey("enable_act_quant", False, check_bool, "Fake-quantize the quantized layers' inputs to 8 bits."),
+    ConfigKey("enable_bn_calibration", False, check_bool,
+              "Re-estimate BatchNorm statistics with the hard weights at the end of each epoch once the "
+              "temperature rises."),
+    ConfigKey("epoch_size", None, lambda name, value: check_int(name, value, 1),
+              "Total epochs of the training, resumed epochs included (int > 0)."),
+    ConfigKey("has_trained_epoch", None, lambda name, value: check_int(name, value, 0),
+              "Epochs trained before this run, for a resume (int >= 0)."),
+    ConfigKey("t_start_val", 1.0, lambda name, value: check_float(name, value, 0.0, MAX_TEMPERATURE),
+              "The temperature of the first epochs (float > 0)."),
+    ConfigKey("t_start_time", 0.2, lambda name, value: check_float(name, value, 0.0, 1.0, low_inclusive=True),
+              "The fraction of the epochs after which the temperature starts rising (float in [0, 1])."),
+    ConfigKey("t_end_time", 0.6, lambda name, value: check_float(name, value, 0.0, 1.0, low_inclusive=True),
+              "The fraction of the epochs from which training uses the hard weights (float in [0, 1])."),
+    ConfigKey("t_factor", 1.2, lambda name, value: check_float(name, value, 0.0),
+              "The temperature's factor per epoch while it rises (float > 0; default 1.2, Golden Stick's)."),
+    ConfigKey("t_end_val", None, lambda name, value: check_float(name, value, 0.0),
+              "The temperature reached when training turns hard (float >= t_start_val), instead of a "
+              "``t_factor``: the factor is then the one that gets there in the schedule's rising epochs, so "
+              "the search ends as decided whatever the run's length. Give this or ``t_factor``."),
+    ConfigKey("enable_dense_quant", False, check_bool,
+              "Also quantize ``nn.Dense`` layers (off by default, as in Golden Stick); the same setting as "
+              "``layer_types[nn.Dense]``.", store=_store_dense, view=True),
+    ConfigKey("layer_types", {}, check_layer_types,
+              "``{registered float layer type: bool}``: quantize the layers of that type (True) or leave "
+              "them in float (False), as with torch.ao's ``set_object_type``. Each call updates the types it "
+              "names; a type never named keeps its registration's ``enabled_by_default`` (``nn.Conv2d`` on, "
+              "``nn.Dense`` off).", store=_merge_layer_types),
+    ConfigKey("enable_weight_scale", True, check_bool,
+              "Learn a per-output-channel scale of the candidates (default True); False gives Golden Stick's "
+              "bare candidates."),
+    ConfigKey("exclude_layers", (), check_exclude_layers,
+              "Keep in float the layers whose path matches one of these fnmatch patterns, or for which one "
+              "of these predicates ``f(path, cell)`` returns True."),
+    ConfigKey("layer_bits", {}, check_layer_bits,
+              "``{path pattern: QuantDtype}``: weight bits of matching layers (first match wins)."),
+    ConfigKey("weight_search", SLB, lambda name, value: check_choice(name, value, WEIGHT_SEARCHES),
+              "How the quantized layers learn their candidates: \"slb\" (default, SLB as Golden Stick does) "
+              "or \"ste\", a straight-through-estimator baseline on the same candidates and layers, to compare "
+              "SLB against; it has no temperature, so the temperature schedule leaves it alone."),
+    ConfigKey("quantize_frozen_layers", False, check_bool,
+              "Also quantize layers whose weight is frozen (``requires_grad=False``; default False: such a "
+              "layer is a fixed operator, such as a detector's integral conv, and stays in float)."),
+)
+KEY_BY_NAME = {key.name: key for key in KEYS}
+
+# The config dict's keys: Golden Stick's ``quant_dtype`` (both dtypes) and every key declared as one.
+CONFIG_KEYS = ("quant_dtype",) + tuple(key.name for key in KEYS if key.config_key)
+
+
 class SlbConfig:
-    """The algorithm's settings; ``epoch_size`` and ``has_trained_epoch`` stay None until set."""
-    weight_quant_dtype: QuantDtype = QuantDtype.INT1
-    act_quant_dtype: QuantDtype = QuantDtype.INT8
-    enable_act_quant: bool = False
-    enable_bn_calibration: bool = False
-    epoch_size: int = None
-    has_trained_epoch: int = None
-    t_start_val: float = 1.0
-    t_start_time: float = 0.2
-    t_end_time: float = 0.6
-    t_factor: float = 1.2
-    # An alternative to t_factor (a user sets one of the two): the temperature at the hard switch.
-    t_end_val: float = None
-    enable_dense_quant: bool = False
-    enable_weight_scale: bool = True
-    exclude_layers: tuple = ()
-    layer_bits: dict = field(default_factory=dict)
-    weight_search: str = SLB
-    quantize_frozen_layers: bool = False
+    """The algorithm's settings, one attribute per ``KEYS`` entry (``epoch_size`` and
+    ``has_trained_epoch`` stay None until set). Keyword arguments are set as by ``set``."""
 
-    def __post_init__(self):
-        # The fields a user set, as opposed to defaults: t_factor and t_end_val exclude each other.
+    def __init__(self, **values):
+        for key in KEYS:
+            if not key.view:
+                setattr(self, key.name, copy.copy(key.default))
+        # The keys a user set, as opposed to defaults: t_factor and t_end_val exclude each other.
         self.given = set()
+        for name, value in values.items():
+            if name not in KEY_BY_NAME:
+                raise TypeError(f"SlbConfig got an unknown setting {name!r}; settings are "
+                                f"{', '.join(KEY_BY_NAME)}.")
+            self.set(name, value)
 
     def set(self, name, value):
-        """Validate ``value`` for field ``name`` and store it."""
-        setattr(self, name, _FIELD_CHECKS[name](name, value))
+        """Validate ``value`` for setting ``name`` and store it."""
+        key = KEY_BY_NAME[name]
+        value = key.check(name, value)
+        if key.store is None:
+            setattr(self, name, value)
+        else:
+            key.store(self, value)
         self.given.add(name)
+
+    def type_enabled(self, float_type, enabled_by_default):
+        """Whether ``apply`` quantizes layers of the registered ``float_type``."""
+        return self.layer_types.get(float_type, enabled_by_default)
+
+    @property
+    def enable_dense_quant(self):
+        dense = [handler for handler in registered_layers() if handler.float_type is nn.Dense]
+        return self.type_enabled(nn.Dense, bool(dense) and dense[0].enabled_by_default)
 
     @property
     def weight_bits(self):
@@ -191,16 +287,12 @@ class SlbConfig:
         def shown(value):
             if isinstance(value, QuantDtype):
                 return f"QuantDtype.{value.name}"
+            if isinstance(value, type):
+                return value.__name__
             if isinstance(value, dict):
-                return "{" + ", ".join(f"{key!r}: {shown(item)}" for key, item in value.items()) + "}"
+                return "{" + ", ".join(f"{shown(key)}: {shown(item)}" for key, item in value.items()) + "}"
             return repr(value)
-        return ", ".join(f"{field.name}={shown(getattr(self, field.name))}" for field in fields(self))
-
-
-CONFIG_KEYS = ("quant_dtype", "enable_act_quant", "enable_bn_calibration", "epoch_size",
-               "has_trained_epoch", "t_start_val", "t_start_time", "t_end_time", "t_factor", "t_end_val",
-               "enable_dense_quant", "enable_weight_scale", "exclude_layers", "layer_bits", "weight_search",
-               "quantize_frozen_layers")
+        return ", ".join(f"{key.name}={shown(getattr(self, key.name))}" for key in KEYS)
 
 
 def split_quant_dtype(value):

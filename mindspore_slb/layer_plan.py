@@ -2,7 +2,8 @@
 summary rows that report them.
 
 A layer is a candidate when the registry has a handler for its type and that type is enabled
-(``nn.Conv2d`` by default, ``nn.Dense`` with ``enable_dense_quant``, user types as registered).
+(``nn.Conv2d`` by default, ``nn.Dense`` with ``enable_dense_quant``, user types as registered;
+``layer_types`` turns any registered type on or off).
 ``exclude_layers`` keeps matching candidates in float, and so is a layer whose weight is frozen
 (``requires_grad=False``, a fixed operator) unless ``quantize_frozen_layers``; ``layer_bits`` gives
 matching ones their own bit width, the first matching pattern winning. Patterns are ``fnmatch``
@@ -16,7 +17,7 @@ import numpy as np
 from mindspore import Parameter, nn
 
 from mindspore_slb.quant_dtypes import WEIGHT_BITS
-from mindspore_slb.registry import handler_for
+from mindspore_slb.registry import handler_for, registered_layers
 
 __all__ = ["FLOAT", "LayerSummary", "type_enabled", "float_reason", "bits_for", "summary_row", "check_plan",
            "unused_patterns", "format_summary"]
@@ -45,7 +46,8 @@ class LayerSummary:
 
 
 def type_enabled(handler, config):
-    return handler.enabled_by_default or (config.enable_dense_quant and handler.float_type is nn.Dense)
+    """Whether ``apply`` quantizes the layers ``handler`` handles: ``layer_types`` says, else the handler's default."""
+    return config.type_enabled(handler.float_type, handler.enabled_by_default)
 
 
 def _matches(rule, path, cell):
@@ -56,7 +58,7 @@ def float_reason(path, cell, handler, config):
     """Why this layer of a registered type stays in float, or None when it is quantized."""
     if not type_enabled(handler, config):
         return (f"{handler.float_type.__name__} quantization is off"
-                + (" (enable_dense_quant)" if handler.float_type is nn.Dense else ""))
+                + (" (enable_dense_quant)" if handler.float_type is nn.Dense else " (layer_types)"))
     if any(_matches(rule, path, cell) for rule in config.exclude_layers):
         return "excluded (exclude_layers)"
     weight = getattr(cell, "weight", None)
@@ -83,9 +85,15 @@ def summary_row(path, cell, layer_after, bits, reason=None):
 
 
 def check_plan(network, config):
-    """Refuse, before any layer is replaced, a ``layer_bits`` pattern that matches only layers left in
-    float, and a layer to quantize whose float weight is not finite (its logits would be garbage).
+    """Refuse, before any layer is replaced, a ``layer_types`` entry for a type unregistered since it was
+    set, a layer whose quantized type cannot be built with ``weight_search``, a ``layer_bits``
+    pattern that matches only layers left in float, and a layer to quantize whose float weight is not finite (its logits would be garbage).
     """
+    registered = [handler.float_type for handler in registered_layers()]
+    for cell_type in config.layer_types:
+        if cell_type not in registered:
+            raise ValueError(f"'layer_types' names {cell_type.__name__}, which is no longer a registered layer type; "
+                             f"registered: {', '.join(t.__name__ for t in registered)}.")
     quantized, left_float = [], []
     for path, cell in network.cells_and_names():
         handler = handler_for(cell)
@@ -97,6 +105,7 @@ def check_plan(network, config):
             left_float.append((path, reason))
             continue
         quantized.append(path)
+        handler.check_search(config.weight_search)
         weight = getattr(cell, "weight", None)
         if weight is not None:
             values = weight.asnumpy()

@@ -1,7 +1,8 @@
 """Quantized layers: what replaces ``nn.Conv2d`` (and, when enabled, ``nn.Dense``) during SLB training.
 
-Every quantized layer derives from ``SlbQuantLayer``, which owns what SLB adds to a layer: the
-logits (or, for the straight-through baseline, the latent weights), their quantizer, the optional
+Every quantized layer derives from ``SlbQuantLayer``, which owns what SLB adds to a layer: its
+weight quantizer (the weight search, SLB or the straight-through baseline; see
+``quantizer.CandidateQuantizer``) and the Parameter that quantizer searches, the optional
 per-output-channel weight scale and the optional input quantizer. A subclass only says how the
 layer computes its output from an input and a weight.
 """
@@ -10,31 +11,48 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from mindspore_slb.codes import decode_weight
-from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer, logits_from_weight
-from mindspore_slb.ste import SteWeightQuantizer, latent_from_weight
+from mindspore_slb.quantizer import SlbFakeQuantizerPerLayer
+from mindspore_slb.ste import SteWeightQuantizer
 
-__all__ = ["SLB", "STE", "WEIGHT_SEARCHES", "SlbQuantLayer", "Conv2dSlbQuant", "DenseSlbQuant", "deployable_conv2d",
-           "deployable_dense"]
+__all__ = ["SLB", "STE", "WEIGHT_SEARCHES", "SEARCHED_PARAMETER_NAMES", "weight_quantizer", "SlbQuantLayer",
+           "Conv2dSlbQuant", "DenseSlbQuant", "deployable_conv2d", "deployable_dense"]
 
-SLB = "slb"
-STE = "ste"
-# How a quantized layer learns its choice of candidates; "slb" is the package's method, "ste" a
-# baseline to compare it with.
-WEIGHT_SEARCHES = (SLB, STE)
+# How a quantized layer learns its choice of candidates: ``weight_search`` name -> quantizer type.
+# "slb" is the package's method, "ste" a baseline to compare it with; a new search is a
+# CandidateQuantizer subclass added here.
+WEIGHT_SEARCHES = {quantizer.search_name: quantizer for quantizer in (SlbFakeQuantizerPerLayer, SteWeightQuantizer)}
+SLB = SlbFakeQuantizerPerLayer.search_name
+STE = SteWeightQuantizer.search_name
+# The searched Parameters' names; a layer sets those of the other searches to None, so that
+# ``layer.weight_logits is None`` says the layer is not searched by SLB.
+SEARCHED_PARAMETER_NAMES = tuple(quantizer.parameter_name for quantizer in WEIGHT_SEARCHES.values())
+
+
+def weight_quantizer(weight_search, num_bits):
+    """A new weight quantizer of ``num_bits`` for the search named ``weight_search``."""
+    if weight_search not in WEIGHT_SEARCHES:
+        raise ValueError(f"'weight_search' must be one of {', '.join(map(repr, WEIGHT_SEARCHES))}, "
+                         f"but got {weight_search!r}.")
+    return WEIGHT_SEARCHES[weight_search](num_bits)
 
 
 class SlbQuantLayer(nn.Cell):
     """Base of the quantized layers: a weight searched among 2**bits values by SLB (or, as a baseline
     to compare against, learned by a straight-through estimator).
 
-    With SLB it exposes ``weight_logits`` (``[K, *weight_shape]``, candidate-major; ``weight_latent``
-    is None), with the straight-through baseline ``weight_latent`` (the weight's shape;
-    ``weight_logits`` is None); in both cases ``weight_quantizer()`` and ``weight_scale``: a Parameter
-    ``[out_channels]`` (the weight's axis 0) multiplying the chosen candidates, or None when the
-    scale is off. The effective hard weight is ``weight_scale[:, None, ...] * values[weight_codes()]``.
+    The weight quantizer, ``weight_quantizer()``, is the search; the layer holds the Parameter it
+    searches under the quantizer's ``parameter_name``: with SLB ``weight_logits``
+    (``[K, *weight_shape]``, candidate-major; ``weight_latent`` is None), with the straight-through
+    baseline ``weight_latent`` (the weight's shape; ``weight_logits`` is None). ``weight_scale`` is
+    a Parameter ``[out_channels]`` (the weight's axis 0) multiplying the chosen candidates, or None
+    when the scale is off. The effective hard weight is
+    ``weight_scale[:, None, ...] * values[weight_codes()]``.
+
+    Every quantized layer type is built as ``quantized_type(float_cell, num_bits, act_quantizer,
+    weight_scale, weight_search=...)`` and passes these on to this ``__init__`` with its float weight.
 
     Args:
-        weight (Parameter or Tensor): the float weight; it initialises the logits and the scale.
+        weight (Parameter or Tensor): the float weight; it initialises the searched Parameter and the scale.
         num_bits (int): weight bits, 1, 2 or 4.
         act_quantizer (SlbActQuantizer, optional): fake-quantizes the input when given.
         weight_scale (bool): learn a per-output-channel scale (True) or use the bare candidates
@@ -48,18 +66,13 @@ class SlbQuantLayer(nn.Cell):
         weight = weight.asnumpy() if hasattr(weight, "asnumpy") else np.asarray(weight, np.float32)
         self.weight_bit_num = num_bits
         self.weight_search = weight_search
-        self.weight_logits = self.weight_latent = None
-        if weight_search == STE:
-            self.fake_quant_weight = SteWeightQuantizer(num_bits)
-            latent, scale = latent_from_weight(weight, num_bits, weight_scale)
-        else:
-            self.fake_quant_weight = SlbFakeQuantizerPerLayer(num_bits)
-            logits, scale = logits_from_weight(weight, num_bits, weight_scale)
+        self.fake_quant_weight = weight_quantizer(weight_search, num_bits)
+        searched, scale = self.fake_quant_weight.new_parameter(weight, weight_scale)
         self.weight_scale = None if scale is None else Parameter(Tensor(scale), name="weight_scale")
-        if weight_search == STE:
-            self.weight_latent = Parameter(Tensor(latent), name="weight_latent")
-        else:
-            self.weight_logits = Parameter(Tensor(logits), name="weight_logits")
+        self._searched_name = self.fake_quant_weight.parameter_name
+        for name in SEARCHED_PARAMETER_NAMES:
+            setattr(self, name, None)
+        setattr(self, self._searched_name, searched)
         self._scale_shape = (-1,) + (1,) * (weight.ndim - 1)
         self.input_quantizer = act_quantizer
 
@@ -67,19 +80,15 @@ class SlbQuantLayer(nn.Cell):
         return self.fake_quant_weight
 
     def start_at_temperature(self, temperature):
-        """Set the quantizer to the schedule's first ``temperature`` and divide the start logits by it,
-        so that the soft weight is still the float one (they are built for temperature 1). The
-        straight-through baseline has no temperature and is left as it is."""
-        if self.weight_logits is None:
-            return
-        self.fake_quant_weight.set_temperature(temperature)
-        if temperature != 1.0:
-            self.weight_logits.set_data(self.weight_logits.value() / temperature)
+        """Set the quantizer to the schedule's first ``temperature``; SLB divides its start logits
+        by it, so that the soft weight is still the float one. The straight-through baseline has
+        no temperature and is left as it is."""
+        self.fake_quant_weight.start_at_temperature(self.searched_weight(), temperature)
 
     def searched_weight(self):
         """The trained Parameter the weight quantizer chooses the candidates from: the logits or
         the latent weights."""
-        return self.weight_logits if self.weight_latent is None else self.weight_latent
+        return getattr(self, self._searched_name)
 
     def quantized_weight(self):
         """The (soft or hard) weight the layer computes with; the quantizer applies the scale."""
@@ -160,7 +169,7 @@ class Conv2dSlbQuant(SlbQuantLayer):
 def deployable_conv2d(layer, weight):
     """The ``nn.Conv2d`` computing what ``layer`` (a Conv2dSlbQuant) computes with ``weight``."""
     # Given its values after construction: nn.Conv2d prints its init arguments, and with the weight
-    # itself as one, printing a converted network listed every weight of every layer.
+    # itself as one, printing a converted network would list every weight of every layer.
     conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
                      pad_mode=layer.pad_mode, padding=layer.padding, dilation=layer.dilation,
                      group=layer.group, has_bias=layer.has_bias)

@@ -73,8 +73,7 @@ def decidedness(logits, temperature):
 # How far the start spreads each weight's probability, in candidate spacings (K > 2; with two
 # candidates the soft weight alone fixes it): at half a spacing a weight between two candidates
 # shares its probability mostly between those two, as a 1-bit weight does, and the soft weight
-# still meets the float weight exactly away from the range's ends (Gaussian weights, fitted
-# scale: relative error 1e-3 at 2 bits, 1e-5 at 4 bits inside +-START_LIMIT).
+# still meets the float weight closely away from the range's ends.
 START_SPREAD = 0.5
 # Largest start soft weight, as a fraction of the outermost candidate. A weight the scale puts at
 # or beyond the outermost candidate starts there less than fully decided (for 1 bit: candidate
@@ -141,8 +140,7 @@ def fitted_channel_scale(weight, num_bits, iterations=5):
 
     Alternates, per channel, choosing the candidates nearest to ``weight / scale`` and the
     least-squares scale for them, ``s = <w, v> / <v, v>`` (for 1 bit: the mean ``|w|``), starting
-    from ``s = max |w|``. On Gaussian weights the relative error of the hard weight falls from
-    0.52 (one fit) to 0.35 after 5 rounds at 2 bits, 0.128 to 0.120 at 4 bits.
+    from ``s = max |w|``; more rounds fit the hard weight closer (CHANGELOG gives the errors measured).
     """
     flat = weight.reshape(weight.shape[0], -1)
     values = candidate_values(num_bits)
@@ -222,18 +220,38 @@ def _plain_hard_weight(logits, values):
 
 def scale_weight(weight, scale):
     """``scale[c] * weight[c, ...]`` for each output channel c (axis 0). As a 2-D [channels, rest]
-    product, the scale's gradient reduces one contiguous axis: 3x faster on CPU in GRAPH mode than
-    broadcasting over [channels, 1, 1, 1]."""
+    product, the scale's gradient reduces one contiguous axis, which is faster on CPU in GRAPH mode
+    than broadcasting over [channels, 1, 1, 1]."""
     channels = weight.shape[0]
     return (weight.reshape((channels, -1)) * scale.reshape((channels, 1))).reshape(weight.shape)
 
 
 class CandidateQuantizer(nn.Cell):
-    """What every weight quantizer has: its bit width and the K candidate values a weight can take.
+    """A weight search: how a quantized layer learns which of the K = 2**bits candidate values each
+    weight takes. Every weight quantizer derives from it, and a quantized layer (``SlbQuantLayer``)
+    asks its quantizer for everything that depends on the search.
+
+    The contract:
+
+    * ``search_name``: the search's ``weight_search`` name ("slb", "ste").
+    * ``parameter_name``: the name of the trainable Parameter searched (``weight_logits``,
+      ``weight_latent``). The quantizer makes it (``new_parameter``) and the layer holds it under
+      that name, so that checkpoints call it ``<layer path>.<parameter_name>`` whichever search made it.
+    * ``start(weight, with_scale)``: its start value, and the optional per-output-channel scale,
+      from the float weight (NumPy).
+    * ``construct(searched, scale=None)``: the weight the layer computes with (soft or hard).
+    * ``hard_weight(searched)``: the evaluation weight, unscaled (a Tensor without gradient).
+    * ``codes(searched)``: each weight's candidate index (int ndarray), as ``hard_weight`` chooses.
+    * ``start_at_temperature(searched, temperature)``: the temperature schedule's start (nothing
+      for a search without a temperature).
+    * ``hard_in_training_mode``: whether BatchNorm calibration keeps it in training mode, hard
+      flag set, rather than switching it to evaluation.
 
     Args:
         num_bits (int): 1, 2 or 4; the layer's weights take K = 2**num_bits values.
     """
+    search_name = None
+    parameter_name = None
 
     def __init__(self, num_bits):
         super().__init__()
@@ -242,16 +260,36 @@ class CandidateQuantizer(nn.Cell):
         self.num_bits = num_bits
         self.values = tuple(float(value) for value in candidate_values(num_bits))
 
+    def start(self, weight, with_scale):
+        """The searched Parameter's start value and the scale (``[out_channels]`` or None) for the
+        float ``weight`` (np.ndarray)."""
+        raise NotImplementedError(f"{type(self).__name__} must define start(weight, with_scale).")
+
+    def new_parameter(self, weight, with_scale):
+        """The searched Parameter, named ``parameter_name``, started from the float ``weight``, and the
+        start scale (np.ndarray or None)."""
+        value, scale = self.start(weight, with_scale)
+        return Parameter(Tensor(value), name=self.parameter_name), scale
+
+    def start_at_temperature(self, searched, temperature):
+        """Set the temperature schedule's start; a search without a temperature has nothing to do."""
+
+    @property
+    def hard_in_training_mode(self):
+        return False
+
     def extend_repr(self):
         return f"bit_num={self.num_bits}"
 
 
 class SlbFakeQuantizerPerLayer(CandidateQuantizer):
-    """Turns a layer's logits ``[K, *weight_shape]`` into its (soft or hard) weight.
+    """SLB's search: turns a layer's logits ``[K, *weight_shape]`` into its (soft or hard) weight.
 
     Args:
         num_bits (int): 1, 2 or 4; the layer's weights take K = 2**num_bits values.
     """
+    search_name = "slb"
+    parameter_name = "weight_logits"
 
     def __init__(self, num_bits):
         super().__init__(num_bits)
@@ -261,8 +299,25 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
         self._fused = native.soft_weight_op(len(self.values))
         # The scale is folded into the kernel in both modes: op by op (PyNative) a separate multiply
         # and its two gradients cost far more than the kernel's passes, and in a compiled graph its
-        # buffers add to peak memory (ResNet18 width 64, W1: 1.25 GB against 0.86 GB).
+        # buffers add to peak memory.
         self._fused_scaled = native.soft_weight_op(len(self.values), scaled=True)
+
+    def start(self, weight, with_scale):
+        return logits_from_weight(weight, self.num_bits, with_scale)
+
+    def start_at_temperature(self, searched, temperature):
+        """Set the temperature to the schedule's first ``temperature`` and divide the start logits
+        ``searched`` by it, so that the soft weight is still the float one (they are built for
+        temperature 1)."""
+        self.set_temperature(temperature)
+        if temperature != 1.0:
+            searched.set_data(searched.value() / temperature)
+
+    @property
+    def hard_in_training_mode(self):
+        # The fused kernel's hard path reads the logits once, where the evaluation path takes K - 1
+        # comparisons over them.
+        return self.weight_is_fused
 
     def set_temperature(self, temperature):
         """Set the softmax temperature, a real number (Python or NumPy) in (0, MAX_TEMPERATURE]."""

@@ -11,15 +11,15 @@ its final weight::
     register_layer(MyConv, MyConvSlbQuant, lambda layer, weight: MyConv(..., weight=weight))
 """
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mindspore import nn
 
-from mindspore_slb.layers import (SLB, Conv2dSlbQuant, DenseSlbQuant, SlbQuantLayer, deployable_conv2d,
-                                  deployable_dense)
+from mindspore_slb.layers import (SLB, WEIGHT_SEARCHES, Conv2dSlbQuant, DenseSlbQuant, SlbQuantLayer,
+                                  deployable_conv2d, deployable_dense)
 
 __all__ = ["LayerHandler", "register_layer", "unregister_layer", "registered_layers", "handler_for",
-           "handler_of_quantized", "search_argument", "is_quantized"]
+           "handler_of_quantized", "is_quantized"]
 
 
 @dataclass(frozen=True)
@@ -29,19 +29,44 @@ class LayerHandler:
     Attributes:
         float_type (type): the Cell type quantized (its subclasses too, unless they override
             ``construct``: they compute something else).
-        quantized_type (type): a ``SlbQuantLayer`` subclass built as
-            ``quantized_type(cell, num_bits, act_quantizer, weight_scale)``, plus the keyword
-            argument ``weight_search="ste"`` for the straight-through baseline (a type that takes no
-            such keyword is quantized by SLB only).
+        quantized_type (type): a ``SlbQuantLayer`` subclass built (``build``) as
+            ``quantized_type(cell, num_bits, act_quantizer, weight_scale, weight_search=name)``,
+            which passes them on to ``SlbQuantLayer.__init__``; its weight quantizer, chosen by
+            ``weight_search``, owns the search (see ``quantizer.CandidateQuantizer``). For SLB,
+            the default search, ``weight_search`` is not passed, so that a type written without
+            that keyword is quantized by SLB only.
         deploy (callable): ``deploy(quantized_layer, weight)`` returns the plain Cell computing
             what the quantized layer computes in evaluation, given its final weight (a Tensor)
             and without its input quantizer (``convert`` adds that in front).
         enabled_by_default (bool): whether ``apply`` quantizes this type unless told otherwise.
+        weight_searches (tuple): the ``weight_search`` names ``quantized_type`` can be built with:
+            all of ``WEIGHT_SEARCHES`` when its constructor takes ``weight_search``, else "slb".
+            Read once from its signature.
     """
     float_type: type
     quantized_type: type
     deploy: object
     enabled_by_default: bool = True
+    weight_searches: tuple = field(init=False)
+
+    def __post_init__(self):
+        parameters = inspect.signature(self.quantized_type).parameters
+        takes_search = "weight_search" in parameters or any(
+            parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
+        object.__setattr__(self, "weight_searches", tuple(WEIGHT_SEARCHES) if takes_search else (SLB,))
+
+    def check_search(self, weight_search):
+        """Refuse a ``weight_search`` that ``quantized_type`` cannot be built with."""
+        if weight_search not in self.weight_searches:
+            raise TypeError(f"'weight_search' is {weight_search!r}, but {self.quantized_type.__name__}, which "
+                            f"quantizes {self.float_type.__name__}, takes no 'weight_search' argument: accept "
+                            f"it and pass it on to SlbQuantLayer.__init__, or keep weight_search 'slb'.")
+
+    def build(self, cell, num_bits, act_quantizer, weight_scale, weight_search):
+        """The quantized layer replacing ``cell``: every quantized type is built here, the same way."""
+        self.check_search(weight_search)
+        search = {} if weight_search == SLB else {"weight_search": weight_search}
+        return self.quantized_type(cell, num_bits, act_quantizer, weight_scale, **search)
 
 
 _HANDLERS = {}  # float type -> LayerHandler, in registration order
@@ -90,20 +115,6 @@ def handler_of_quantized(layer):
         if type(layer) is handler.quantized_type:
             return handler
     raise ValueError(f"No registered handler quantizes into {type(layer).__name__}; it cannot be converted.")
-
-
-def search_argument(handler, weight_search):
-    """The keyword arguments that make ``handler.quantized_type`` learn by ``weight_search``: none for
-    SLB, so a type written before ``weight_search`` existed is built as it always was."""
-    if weight_search == SLB:
-        return {}
-    parameters = inspect.signature(handler.quantized_type).parameters
-    if "weight_search" not in parameters and not any(
-            parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
-        raise TypeError(f"'weight_search' is {weight_search!r}, but {handler.quantized_type.__name__}, which "
-                        f"quantizes {handler.float_type.__name__}, takes no 'weight_search' argument: accept "
-                        f"it and pass it on to SlbQuantLayer.__init__, or keep weight_search 'slb'.")
-    return {"weight_search": weight_search}
 
 
 def is_quantized(cell):

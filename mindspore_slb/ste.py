@@ -26,11 +26,14 @@ def latent_from_weight(weight, num_bits, with_scale):
 
 
 class SteWeightQuantizer(CandidateQuantizer):
-    """Turns a layer's latent weights (the float weight's shape) into its candidate weight.
+    """The straight-through baseline's search: turns a layer's latent weights (the float weight's
+    shape) into its candidate weight.
 
     Args:
         num_bits (int): 1, 2 or 4; the layer's weights take K = 2**num_bits values.
     """
+    search_name = "ste"
+    parameter_name = "weight_latent"
 
     def __init__(self, num_bits):
         super().__init__(num_bits)
@@ -40,6 +43,9 @@ class SteWeightQuantizer(CandidateQuantizer):
         # op and on every device, where rounding (latent + 1) * (K - 1) / 2 could differ between them.
         # A latent value on a midpoint takes the larger candidate: 0 -> +1 for 1 bit.
         self._midpoints = tuple(float(midpoint) for midpoint in (values[:-1] + values[1:]) / 2)
+
+    def start(self, weight, with_scale):
+        return latent_from_weight(weight, self.num_bits, with_scale)
 
     def codes_tensor(self, latent):
         """Each weight's candidate index, an int32 Tensor of ``latent``'s shape."""

@@ -108,3 +108,15 @@ def test_golden_stick_import_paths():
     assert fake.SlbFakeQuantizerPerLayer is mindspore_slb.SlbFakeQuantizerPerLayer
     assert fake.SlbActQuantizer is mindspore_slb.SlbActQuantizer
     assert quant.Conv2dSlbQuant is mindspore_slb.Conv2dSlbQuant
+
+
+def test_every_setting_is_declared_once_with_its_setter_and_config_key():
+    from mindspore_slb.config import CONFIG_KEYS, KEYS  # pylint: disable=import-outside-toplevel
+    setters = {name[len("set_"):] for name in dir(SlbQuantAwareTraining) if name.startswith("set_")}
+    setters.discard("epoch_temperature")  # an action on a network, not a setting
+    assert setters == {key.name for key in KEYS}
+    for key in KEYS:
+        assert getattr(SlbQuantAwareTraining, f"set_{key.name}").__doc__ == key.doc
+        assert f"{key.name}=" in repr(SlbQuantAwareTraining()), key.name
+        assert (key.name in CONFIG_KEYS) == key.config_key
+    assert CONFIG_KEYS[0] == "quant_dtype"

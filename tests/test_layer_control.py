@@ -141,3 +141,56 @@ def test_non_finite_float_weight_is_refused_naming_the_layer(scale, bad):
     assert type(net.stem) is nn.Conv2d
     # Left in float, the layer is no obstacle.
     SlbQuantAwareTraining({"enable_weight_scale": scale, "exclude_layers": ["body.0"]}).apply(net)
+
+
+def test_layer_types_enable_and_disable_registered_types():
+    algo = SlbQuantAwareTraining({"layer_types": {nn.Dense: True, nn.Conv2d: False}})
+    net = algo.apply(ConvBnNet())
+    assert type(net.stem) is nn.Conv2d and type(net.fc) is not nn.Dense
+    rows = {row.path: row for row in algo.layer_summary()}
+    assert rows["stem"].reason == "Conv2d quantization is off (layer_types)" and rows["fc"].bits == 1
+    assert "layer_types={Dense: True, Conv2d: False}" in repr(algo) and "enable_dense_quant=True" in repr(algo)
+
+
+def test_enable_dense_quant_is_layer_types_of_dense():
+    algo = SlbQuantAwareTraining()
+    assert "enable_dense_quant=False" in repr(algo) and "layer_types={}" in repr(algo)
+    algo.set_enable_dense_quant(True)
+    assert "layer_types={Dense: True}" in repr(algo)
+    algo.set_layer_types({nn.Dense: False})
+    assert "enable_dense_quant=False" in repr(algo)
+    # Each call updates the types it names; the others keep their setting.
+    algo.set_enable_dense_quant(True)
+    algo.set_layer_types({nn.Conv2d: True})
+    assert "layer_types={Dense: True, Conv2d: True}" in repr(algo)
+    assert type(algo.apply(ConvBnNet()).fc) is not nn.Dense
+
+
+class UnregisteredCell(nn.Cell):
+    pass
+
+
+@pytest.mark.parametrize("value, error, message", [
+    ([nn.Dense], TypeError, r"'layer_types' must be a dict \{registered layer type: bool\}, but got \[<class "),
+    ({"Dense": True}, TypeError, r"'layer_types' keys must be layer types \(classes\), but got 'Dense' of type str"),
+    ({UnregisteredCell: True}, ValueError,
+     r"'layer_types' key UnregisteredCell is not a registered layer type; registered: .*Conv2d"),
+    ({nn.Dense: 1}, TypeError, r"'layer_types\[Dense\]' must be a bool, but got 1 of type int"),
+])
+def test_layer_types_are_validated_in_config_and_setter(value, error, message):
+    with pytest.raises(error, match=message):
+        SlbQuantAwareTraining({"layer_types": value})
+    with pytest.raises(error, match=message):
+        SlbQuantAwareTraining().set_layer_types(value)
+
+
+def test_layer_types_entry_of_a_type_unregistered_since_is_refused():
+    from mindspore_slb import register_layer, unregister_layer  # pylint: disable=import-outside-toplevel
+    from tiny_nets import MyConv, MyConvSlbQuant  # pylint: disable=import-outside-toplevel
+    register_layer(MyConv, MyConvSlbQuant, deploy=lambda layer, weight: MyConv(weight))
+    try:
+        algo = SlbQuantAwareTraining({"layer_types": {MyConv: False}})
+    finally:
+        unregister_layer(MyConv)
+    with pytest.raises(ValueError, match="'layer_types' names MyConv, which is no longer a registered layer type"):
+        algo.apply(ConvBnNet())
