@@ -17,9 +17,9 @@ from mindspore_slb.quant_dtypes import ACT_BITS, WEIGHT_BITS
 from mindspore_slb.quantizer import MAX_TEMPERATURE
 from mindspore_slb.registry import registered_layers
 
-__all__ = ["SlbConfig", "ConfigKey", "KEYS", "KEY_BY_NAME", "CONFIG_KEYS", "check_layer_types", "check_quant_dtype", "check_bool", "check_int", "check_float", "check_choice",
-           "check_exclude_layers", "check_layer_bits", "split_quant_dtype", "temperature_at_epoch",
-           "rise_start_epoch", "rise_epochs"]
+__all__ = ["SlbConfig", "ConfigKey", "KEYS", "KEY_BY_NAME", "CONFIG_KEYS", "check_layer_types", "check_quant_dtype",
+           "check_bool", "check_int", "check_float", "check_choice", "check_exclude_layers", "check_layer_bits",
+           "split_quant_dtype", "temperature_at_epoch", "rise_start_epoch", "rise_epochs"]
 
 
 def _type_name(value):
