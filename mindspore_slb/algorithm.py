@@ -3,6 +3,7 @@ import logging
 import os
 
 import mindspore as ms
+import numpy as np
 from mindspore import nn
 from mindspore.dataset import Dataset
 from mindspore.train import Model
@@ -15,6 +16,7 @@ from mindspore_slb.convert import convert_network
 from mindspore_slb.layer_plan import (bits_for, check_plan, float_reason, format_summary, summary_row, type_enabled,
                                       unused_patterns)
 from mindspore_slb.packed_layers import refuse_packed
+from mindspore_slb.quantizer import RANDOM_START
 from mindspore_slb.registry import handler_for, is_quantized, registered_layers
 from mindspore_slb.rewrite import replace_cells
 from mindspore_slb.slb_reader import fspath
@@ -127,6 +129,9 @@ class SlbQuantAwareTraining:
     def set_weight_search(self, weight_search):
         self._config.set("weight_search", weight_search)
 
+    def set_search_start(self, search_start):
+        self._config.set("search_start", search_start)
+
     def set_quantize_frozen_layers(self, quantize_frozen_layers):
         self._config.set("quantize_frozen_layers", quantize_frozen_layers)
 
@@ -156,6 +161,8 @@ class SlbQuantAwareTraining:
         check_plan(network, config)
         rows = []
         enabled_layers = []
+        # Seeded by MindSpore's global seed (mindspore.set_seed), so that a seeded run starts alike.
+        rng = np.random.default_rng(ms.get_seed()) if config.search_start == RANDOM_START else None
 
         def quantize(cell, path):
             handler = handler_for(cell)
@@ -169,7 +176,7 @@ class SlbQuantAwareTraining:
                 act_quantizer = SlbActQuantizer() if config.enable_act_quant else None
                 replacement = handler.build(cell, bits, act_quantizer, config.enable_weight_scale,
                                             config.weight_search)
-                replacement.start_at_temperature(config.t_start_val)
+                replacement.start_at_temperature(config.t_start_val, rng)
             rows.append(summary_row(path, cell, cell if replacement is None else replacement, bits,
                                     None if bits is not None else float_reason(path, cell, handler, config)))
             return replacement

@@ -14,7 +14,7 @@ from mindspore.common.dtype import QuantDtype
 
 from mindspore_slb.layers import SLB, WEIGHT_SEARCHES
 from mindspore_slb.quant_dtypes import ACT_BITS, WEIGHT_BITS
-from mindspore_slb.quantizer import MAX_TEMPERATURE
+from mindspore_slb.quantizer import FLOAT_START, MAX_TEMPERATURE, SEARCH_STARTS
 from mindspore_slb.registry import registered_layers
 
 __all__ = ["SlbConfig", "ConfigKey", "KEYS", "KEY_BY_NAME", "CONFIG_KEYS", "check_layer_types", "check_quant_dtype",
@@ -193,6 +193,13 @@ KEYS = (
               "How the quantized layers learn their candidates: \"slb\" (default, SLB as Golden Stick does) "
               "or \"ste\", a straight-through-estimator baseline on the same candidates and layers, to compare "
               "SLB against; it has no temperature, so the temperature schedule leaves it alone."),
+    ConfigKey("search_start", FLOAT_START, lambda name, value: check_choice(name, value, SEARCH_STARTS),
+              "Where SLB's search starts: \"float\" (default), logits whose soft weight at ``t_start_val`` is "
+              "the layer's float weight and whose hard weight is its nearest candidate, for quantizing a "
+              "trained network; or \"random\", small random logits (every candidate about equally likely, as "
+              "in the SLB paper and Golden Stick), for training from scratch, where the float weights are "
+              "only an initialisation and an undecided search learns faster. The straight-through baseline "
+              "always starts from the float weight."),
     ConfigKey("quantize_frozen_layers", False, check_bool,
               "Also quantize layers whose weight is frozen (``requires_grad=False``; default False: such a "
               "layer is a fixed operator, such as a detector's integral conv, and stays in float)."),

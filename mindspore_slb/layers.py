@@ -79,11 +79,12 @@ class SlbQuantLayer(nn.Cell):
     def weight_quantizer(self):
         return self.fake_quant_weight
 
-    def start_at_temperature(self, temperature):
+    def start_at_temperature(self, temperature, rng=None):
         """Set the quantizer to the schedule's first ``temperature``; SLB divides its start logits
-        by it, so that the soft weight is still the float one. The straight-through baseline has
+        by it, so that the soft weight is still the float one, or with a NumPy Generator ``rng``
+        draws them at random first (``search_start`` "random"). The straight-through baseline has
         no temperature and is left as it is."""
-        self.fake_quant_weight.start_at_temperature(self.searched_weight(), temperature)
+        self.fake_quant_weight.start_at_temperature(self.searched_weight(), temperature, rng)
 
     def searched_weight(self):
         """The trained Parameter the weight quantizer chooses the candidates from: the logits or

@@ -23,7 +23,8 @@ from mindspore_slb import native
 
 __all__ = ["MAX_TEMPERATURE", "START_SPREAD", "START_LIMIT", "START_FLOOR", "candidate_values",
            "candidate_probabilities", "decidedness", "nearest_codes", "start_logits", "fitted_channel_scale",
-           "normalized_weight", "logits_from_weight", "scale_weight", "CandidateQuantizer",
+           "normalized_weight", "logits_from_weight", "FLOAT_START", "RANDOM_START", "SEARCH_STARTS",
+           "RANDOM_START_SPREAD", "random_start_logits", "scale_weight", "CandidateQuantizer",
            "SlbFakeQuantizerPerLayer"]
 
 # Largest softmax temperature. Far above any useful schedule (the softmax is one-hot in float32
@@ -185,6 +186,25 @@ def logits_from_weight(weight, num_bits, with_scale):
     return start_logits(normalized, num_bits), scale
 
 
+# Where a search starts (config key search_start): from the float weight (logits_from_weight), or
+# from small random logits.
+FLOAT_START = "float"
+RANDOM_START = "random"
+SEARCH_STARTS = (FLOAT_START, RANDOM_START)
+# Standard deviation of T * logits at the first temperature for the random start: every candidate
+# about equally likely, so the soft weight starts near zero and each weight's probabilities are spread
+# over all candidates. One step then moves a soft weight by lr * T**2 * Var_p(v) times its gradient
+# with Var_p(v) near its largest; the float start, half a candidate spacing wide, begins 4-bit weights
+# with a variance about 100 times smaller, and a network trained from scratch underfits.
+RANDOM_START_SPREAD = 0.25
+
+
+def random_start_logits(shape, num_bits, rng):
+    """Logits ``[K, *shape]`` for the random start at temperature 1: independent normal values of
+    standard deviation RANDOM_START_SPREAD, drawn from the NumPy Generator ``rng``."""
+    return rng.normal(0.0, RANDOM_START_SPREAD, (2 ** num_bits,) + tuple(shape)).astype(np.float32)
+
+
 def _plain_soft_weight(logits, temperature, values):
     """Soft weight from plain MindSpore ops (the fallback when no fused kernel is available)."""
     if len(values) == 2:
@@ -271,8 +291,9 @@ class CandidateQuantizer(nn.Cell):
         value, scale = self.start(weight, with_scale)
         return Parameter(Tensor(value), name=self.parameter_name), scale
 
-    def start_at_temperature(self, searched, temperature):
-        """Set the temperature schedule's start; a search without a temperature has nothing to do."""
+    def start_at_temperature(self, searched, temperature, rng=None):
+        """Set the temperature schedule's start; a search without a temperature has nothing to do
+        (nor a random start: ``rng`` is ignored)."""
 
     @property
     def hard_in_training_mode(self):
@@ -305,11 +326,14 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
     def start(self, weight, with_scale):
         return logits_from_weight(weight, self.num_bits, with_scale)
 
-    def start_at_temperature(self, searched, temperature):
+    def start_at_temperature(self, searched, temperature, rng=None):
         """Set the temperature to the schedule's first ``temperature`` and divide the start logits
         ``searched`` by it, so that the soft weight is still the float one (they are built for
-        temperature 1)."""
+        temperature 1). With a NumPy Generator ``rng``, the logits are first replaced by the random
+        start (``random_start_logits``)."""
         self.set_temperature(temperature)
+        if rng is not None:
+            searched.set_data(Tensor(random_start_logits(searched.shape[1:], self.num_bits, rng)))
         if temperature != 1.0:
             searched.set_data(searched.value() / temperature)
 

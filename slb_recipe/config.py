@@ -82,6 +82,9 @@ OPTIONS = {
     # False: the recipe reproduces Golden Stick's (bare candidates; BatchNorm follows every conv).
     "enable_weight_scale": Option(bool, False, "learn a per-output-channel scale of the candidate values "
                                                "(False: Golden Stick's bare candidates)"),
+    "search_start": Option(str, "float", "where SLB's search starts: 'float' (the soft weight is the float "
+                                         "network's, for a trained network) or 'random' (every candidate about "
+                                         "equally likely, for training from scratch)", ("float", "random")),
     "enable_dense_quant": Option(bool, False, "quantize the classifier (nn.Dense) too"),
     "exclude_layers": Option(str, "", "comma-separated fnmatch patterns of layers kept in float, e.g. 'conv1,end_point'"),
     "layer_bits": Option(str, "", "comma-separated pattern:bits pairs (bits 1, 2 or 4) overriding quant_type's "

@@ -31,6 +31,7 @@ def build_slb_algorithm(config, has_trained_epoch):
         "exclude_layers": split_patterns(config.exclude_layers),
         "layer_bits": {pattern: dtypes[bits] for pattern, bits in parse_layer_bits(config.layer_bits).items()},
         "weight_search": quant_type.search,
+        "search_start": config.search_start,
     })
 
 

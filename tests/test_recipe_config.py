@@ -61,6 +61,7 @@ def test_command_line_overrides_convert_to_the_key_type():
     (["W4"], ["expected --key value"]),
     (["--layer_bits", "conv1:3"], ["'layer_bits'", "1, 2 or 4", "'conv1:3'"]),
     (["--layer_bits", "conv1"], ["'layer_bits'", "pattern:bits"]),
+    (["--search_start", "zero"], ["'search_start'", "float, random", "zero"]),
 ])
 def test_bad_command_line_is_a_one_line_error(argv, expected):
     message = error_line(argv)
@@ -77,6 +78,13 @@ def test_per_layer_keys_reach_the_algorithm():
     assert "exclude_layers=('conv1', 'end_point')" in text
     assert "layer_bits={'layer4.*': QuantDtype.INT2, 'layer1.*': QuantDtype.INT4}" in text
     assert "enable_weight_scale=True" in text and "enable_dense_quant=True" in text
+
+
+def test_search_start_reaches_the_algorithm():
+    from slb_recipe.network import build_slb_algorithm  # pylint: disable=import-outside-toplevel
+    assert "search_start='float'" in repr(build_slb_algorithm(recipe_config.load_config([]), 0))
+    loaded = recipe_config.load_config(["--search_start", "random"])
+    assert "search_start='random'" in repr(build_slb_algorithm(loaded, 0))
 
 
 def test_bad_yaml_values_are_one_line_errors(tmp_path):

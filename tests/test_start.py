@@ -7,7 +7,8 @@ import pytest
 from mindspore import Tensor, nn
 
 from mindspore_slb import QuantDtype, SlbQuantAwareTraining
-from mindspore_slb.quantizer import START_FLOOR, START_LIMIT, candidate_values, nearest_codes, normalized_weight
+from mindspore_slb.quantizer import (RANDOM_START_SPREAD, START_FLOOR, START_LIMIT, candidate_values, decidedness,
+                                     nearest_codes, normalized_weight)
 from tiny_nets import DTYPES
 
 # Relative error of the start's soft weight against the float weight (He-initialised 3x3 conv, 16 -> 32
@@ -133,3 +134,62 @@ def test_quantizing_a_trained_network_starts_at_its_accuracy(mode):
     quantized_logits = network(images).asnumpy()
     assert np.mean(quantized_logits.argmax(1) == labels) >= float_accuracy - 0.05
     assert np.linalg.norm(quantized_logits - float_logits) / np.linalg.norm(float_logits) < 0.2
+
+
+def random_start_logits_of(bits, seed, t_start_val=16.0, search_start="random", weight_search="slb"):
+    ms.set_seed(seed)
+    conv = nn.Conv2d(16, 32, 3)
+    algo = SlbQuantAwareTraining({"quant_dtype": DTYPES[bits], "t_start_val": t_start_val, "enable_weight_scale": False,
+                                  "search_start": search_start, "weight_search": weight_search})
+    layer = algo.apply(nn.SequentialCell([conv]))[0]
+    return layer, layer.searched_weight().asnumpy()
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_random_start_is_undecided_and_seeded(mode, bits):
+    """search_start "random": T * logits at the first temperature have RANDOM_START_SPREAD's spread,
+    every candidate is about equally likely, and a seeded run draws the same logits."""
+    layer, logits = random_start_logits_of(bits, seed=5)
+    assert logits.shape == (2 ** bits, 32, 16, 3, 3)
+    assert abs(16.0 * logits.std() - RANDOM_START_SPREAD) < 0.02 * RANDOM_START_SPREAD
+    assert decidedness(logits, 16.0) < 1.0 / 2 ** bits + 0.15
+    layer.set_train(True)
+    soft = layer.quantized_weight().asnumpy()
+    assert np.abs(soft).mean() < 0.2                      # near zero: the candidates average out
+    np.testing.assert_array_equal(random_start_logits_of(bits, seed=5)[1], logits)
+    assert not np.array_equal(random_start_logits_of(bits, seed=6)[1], logits)
+
+
+def test_random_start_leaves_the_straight_through_baseline_at_the_float_weight():
+    _, float_started = random_start_logits_of(2, seed=5, search_start="float", weight_search="ste")
+    _, random_started = random_start_logits_of(2, seed=5, search_start="random", weight_search="ste")
+    np.testing.assert_array_equal(random_started, float_started)
+
+
+def test_search_start_is_checked():
+    assert SlbQuantAwareTraining().__repr__().count("search_start='float'") == 1
+    algo = SlbQuantAwareTraining()
+    algo.set_search_start("random")
+    assert "search_start='random'" in repr(algo)
+    with pytest.raises(ValueError, match=r"'search_start' must be one of 'float', 'random', but got 'zero'"):
+        SlbQuantAwareTraining({"search_start": "zero"})
+    with pytest.raises(ValueError, match="search_start"):
+        algo.set_search_start("uniform")
+
+
+def test_network_without_batchnorm_trains_from_the_random_start(mode):
+    from tiny_nets import batches  # pylint: disable=import-outside-toplevel
+    ms.set_seed(0)
+    network = NoBatchNormNet()
+    _, images, labels = batches(num_samples=16, image_size=12, batch_size=16)
+    SlbQuantAwareTraining({"quant_dtype": DTYPES[4], "search_start": "random", "t_start_val": 16.0}).apply(network)
+    network.set_train(True)
+    loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    step = nn.TrainOneStepCell(nn.WithLossCell(network, loss_fn), nn.Momentum(network.trainable_params(), 0.05, 0.9))
+    step.set_train(True)
+    logits_before = {p.name: p.asnumpy().copy() for p in network.trainable_params() if "weight_logits" in p.name}
+    losses = [float(step(images, Tensor(labels)).asnumpy()) for _ in range(8)]
+    moved = [name for name, value in logits_before.items()
+             if not np.array_equal(value, network.parameters_dict()[name].asnumpy())]
+    assert sorted(moved) == sorted(logits_before)
+    assert losses[-1] < losses[0]
