@@ -22,6 +22,7 @@ _HOMES = {
     "calibrate_batchnorm": "mindspore_slb.callbacks",
     "CALIBRATION_BATCHES": "mindspore_slb.callbacks",
     "LayerSummary": "mindspore_slb.layer_plan",
+    "SlbMomentum": "mindspore_slb.optimizer",
     # quantized layers and quantizers, and registering a layer type of one's own
     "SlbQuantLayer": "mindspore_slb.layers",
     "Conv2dSlbQuant": "mindspore_slb.layers",

@@ -15,6 +15,8 @@ from mindspore_slb.config import CONFIG_KEYS, KEYS, SlbConfig, split_quant_dtype
 from mindspore_slb.convert import convert_network
 from mindspore_slb.layer_plan import (bits_for, check_plan, float_reason, format_summary, summary_row, type_enabled,
                                       unused_patterns)
+from mindspore_slb.layers import SLB
+from mindspore_slb.optimizer import SlbMomentum
 from mindspore_slb.packed_layers import refuse_packed
 from mindspore_slb.quantizer import RANDOM_START
 from mindspore_slb.registry import handler_for, is_quantized, registered_layers
@@ -132,6 +134,9 @@ class SlbQuantAwareTraining:
     def set_search_start(self, search_start):
         self._config.set("search_start", search_start)
 
+    def set_search_dtype(self, search_dtype):
+        self._config.set("search_dtype", search_dtype)
+
     def set_quantize_frozen_layers(self, quantize_frozen_layers):
         self._config.set("quantize_frozen_layers", quantize_frozen_layers)
 
@@ -177,6 +182,8 @@ class SlbQuantAwareTraining:
                 replacement = handler.build(cell, bits, act_quantizer, config.enable_weight_scale,
                                             config.weight_search)
                 replacement.start_at_temperature(config.t_start_val, rng)
+                if config.weight_search == SLB:
+                    replacement.weight_quantizer().store_logits_in(replacement.searched_weight(), config.search_dtype)
             rows.append(summary_row(path, cell, cell if replacement is None else replacement, bits,
                                     None if bits is not None else float_reason(path, cell, handler, config)))
             return replacement
@@ -206,6 +213,10 @@ class SlbQuantAwareTraining:
             raise TypeError(f"'model' must be a mindspore.train.Model, but got {type(model).__name__}.")
         if not isinstance(dataset, Dataset):
             raise TypeError(f"'dataset' must be a mindspore.dataset.Dataset, but got {type(dataset).__name__}.")
+        optimizer = getattr(model, "_optimizer", None)
+        if self._config.search_dtype != "float32" and optimizer is not None and not isinstance(optimizer, SlbMomentum):
+            raise TypeError(f"search_dtype '{self._config.search_dtype}' trains with mindspore_slb.SlbMomentum only, "
+                            f"but the model's optimizer is {type(optimizer).__name__}.")
         return self._make_callbacks(model, model.predict_network, dataset)
 
     def callback(self):

@@ -14,7 +14,7 @@ from mindspore.common.dtype import QuantDtype
 
 from mindspore_slb.layers import SLB, WEIGHT_SEARCHES
 from mindspore_slb.quant_dtypes import ACT_BITS, WEIGHT_BITS
-from mindspore_slb.quantizer import FLOAT_START, MAX_TEMPERATURE, SEARCH_STARTS
+from mindspore_slb.quantizer import FLOAT_START, MAX_TEMPERATURE, SEARCH_DTYPES, SEARCH_STARTS
 from mindspore_slb.registry import registered_layers
 
 __all__ = ["SlbConfig", "ConfigKey", "KEYS", "KEY_BY_NAME", "CONFIG_KEYS", "check_layer_types", "check_quant_dtype",
@@ -200,6 +200,12 @@ KEYS = (
               "in the SLB paper and Golden Stick), for training from scratch, where the float weights are "
               "only an initialisation and an undecided search learns faster. The straight-through baseline "
               "always starts from the float weight."),
+    ConfigKey("search_dtype", "float32", lambda name, value: check_choice(name, value, tuple(SEARCH_DTYPES)),
+              "How SLB's logits are stored: \"float32\" (default) or \"bfloat16\", half the memory of the "
+              "logits and, trained with ``SlbMomentum``, of their momentum, whose updates it rounds "
+              "stochastically; the fused kernel computes in float32 either way. bfloat16 needs the fused CPU "
+              "kernel and ``SlbMomentum`` (``nn.Momentum`` cannot step bfloat16 logits on CPU); the "
+              "straight-through baseline keeps float32."),
     ConfigKey("quantize_frozen_layers", False, check_bool,
               "Also quantize layers whose weight is frozen (``requires_grad=False``; default False: such a "
               "layer is a fixed operator, such as a detector's integral conv, and stays in float)."),

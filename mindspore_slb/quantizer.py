@@ -13,6 +13,7 @@ K arrays side by side. For logits ``a``, temperature ``T`` and candidates ``v``:
 """
 import functools
 import numbers
+import weakref
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from mindspore_slb import native
 __all__ = ["MAX_TEMPERATURE", "START_SPREAD", "START_LIMIT", "START_FLOOR", "candidate_values",
            "candidate_probabilities", "decidedness", "nearest_codes", "start_logits", "fitted_channel_scale",
            "normalized_weight", "logits_from_weight", "FLOAT_START", "RANDOM_START", "SEARCH_STARTS",
-           "RANDOM_START_SPREAD", "random_start_logits", "scale_weight", "CandidateQuantizer",
+           "RANDOM_START_SPREAD", "random_start_logits", "SEARCH_DTYPES", "scale_weight", "CandidateQuantizer",
            "SlbFakeQuantizerPerLayer"]
 
 # Largest softmax temperature. Far above any useful schedule (the softmax is one-hot in float32
@@ -205,6 +206,11 @@ def random_start_logits(shape, num_bits, rng):
     return rng.normal(0.0, RANDOM_START_SPREAD, (2 ** num_bits,) + tuple(shape)).astype(np.float32)
 
 
+# How SLB's logits are stored (config key search_dtype): float32, or bfloat16 for half the memory of
+# the logits and, with SlbMomentum, of their momentum; the fused kernel computes in float32 either way.
+SEARCH_DTYPES = {"float32": ms.float32, "bfloat16": ms.bfloat16}
+
+
 def _plain_soft_weight(logits, temperature, values):
     """Soft weight from plain MindSpore ops (the fallback when no fused kernel is available)."""
     if len(values) == 2:
@@ -322,9 +328,39 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
         # and its two gradients cost far more than the kernel's passes, and in a compiled graph its
         # buffers add to peak memory.
         self._fused_scaled = native.soft_weight_op(len(self.values), scaled=True)
+        # Set by SlbMomentum (bind_logit_update): the logits' momentum and the step's hyper-parameters.
+        # Plain attributes, not Parameters of this cell: both belong to the optimizer.
+        object.__setattr__(self, "_logit_update", None)
+        object.__setattr__(self, "_logits", None)
 
     def start(self, weight, with_scale):
         return logits_from_weight(weight, self.num_bits, with_scale)
+
+    def new_parameter(self, weight, with_scale):
+        logits, scale = super().new_parameter(weight, with_scale)
+        # How SlbMomentum, given only Parameters, finds the quantizer that can update them.
+        logits.slb_quantizer = weakref.ref(self)
+        object.__setattr__(self, "_logits", logits)
+        return logits, scale
+
+    @staticmethod
+    def of_logits(parameter):
+        """The quantizer whose fused kernel can take ``parameter``'s optimizer step, or None (not
+        SLB logits, or no fused kernel)."""
+        reference = getattr(parameter, "slb_quantizer", None)
+        quantizer = reference() if isinstance(reference, weakref.ref) else None
+        # A deep copy of a network keeps the reference to the original quantizer: not this one's.
+        if quantizer is None or quantizer._logits is not parameter or quantizer._fused is None:
+            return None
+        return quantizer
+
+    def bind_logit_update(self, moment, step_inputs):
+        """From now on, the backward pass applies Momentum's step to the logits in place, with
+        ``moment`` (Parameter of the logits' shape) and the hyper-parameters that
+        ``native.update_hyper_parameters(*step_inputs)`` computes each step; the logits' gradient
+        is a token."""
+        ops_by_scale = tuple(native.soft_weight_update_op(len(self.values), scaled) for scaled in (False, True))
+        object.__setattr__(self, "_logit_update", ops_by_scale + (moment, step_inputs))
 
     def start_at_temperature(self, searched, temperature, rng=None):
         """Set the temperature to the schedule's first ``temperature`` and divide the start logits
@@ -333,7 +369,7 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
         start (``random_start_logits``)."""
         self.set_temperature(temperature)
         if rng is not None:
-            searched.set_data(Tensor(random_start_logits(searched.shape[1:], self.num_bits, rng)))
+            searched.set_data(Tensor(random_start_logits(searched.shape[1:], self.num_bits, rng)).astype(searched.dtype))
         if temperature != 1.0:
             searched.set_data(searched.value() / temperature)
 
@@ -372,12 +408,22 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
         return bool(self.hard_flag.asnumpy()[0] > 0.5)
 
     def hard_weight(self, logits):
+        if logits.dtype == ms.bfloat16:  # MindSpore's CPU comparisons take no bfloat16
+            logits = logits.astype(ms.float32)
         return _plain_hard_weight(logits, self.values)
 
     def codes(self, logits):
         """Each weight's candidate index (int ndarray, the weight's shape): the first largest logit,
         the hard weight's choice."""
-        return logits.asnumpy().argmax(axis=0)
+        return logits.asnumpy().astype(np.float32).argmax(axis=0)
+
+    def store_logits_in(self, logits, search_dtype):
+        """Store ``logits`` in ``search_dtype`` (a ``SEARCH_DTYPES`` name). bfloat16 needs the fused
+        kernel: MindSpore's CPU ops, the plain path, do not compute in it."""
+        if search_dtype != "float32" and self._fused is None:
+            raise ValueError(f"search_dtype '{search_dtype}' needs the fused CPU kernel, which is not in use "
+                             f"here (not CPU, no g++, or MINDSPORE_SLB_NATIVE=0); use 'float32'.")
+        logits.set_dtype(SEARCH_DTYPES[search_dtype])
 
     def construct(self, logits, scale=None):
         """The weight from ``logits``; with ``scale`` ([out_channels]), each output channel's
@@ -385,6 +431,12 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
         if not self.training:
             weight = self.hard_weight(logits)
             return weight if scale is None else scale_weight(weight, scale)
+        if self._logit_update is not None:
+            update, scaled_update, moment, step_inputs = self._logit_update
+            hyper = native.update_hyper_parameters(*step_inputs)
+            if scale is None:
+                return update(logits, self.temperature, self.hard_flag, moment, hyper)
+            return scaled_update(logits, self.temperature, self.hard_flag, scale, moment, hyper)
         if self._fused is not None:
             if scale is None:
                 return self._fused(logits, self.temperature, self.hard_flag)

@@ -5,6 +5,9 @@ for candidate-major logits [K, *W] (float32), temperature and hard flag as one-e
 tensors (hard when the flag is > 0.5). Its gradient w.r.t. the logits is a second fused
 kernel; temperature and flag get zero gradients. It returns None, after one warning, where the
 kernel cannot be used, and the caller falls back to plain MindSpore ops.
+
+`soft_weight_update_op(K)` is the same weight, whose backward kernel also takes the logits'
+Momentum step in place (`SlbMomentum`): its logits' "gradient" is a one-element token.
 """
 
 import ctypes
@@ -19,7 +22,7 @@ import threading
 import mindspore
 from mindspore import ops
 
-__all__ = ["soft_weight_op"]
+__all__ = ["soft_weight_op", "soft_weight_update_op", "UPDATE_HYPER_PARAMETERS", "update_hyper_parameters"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +42,30 @@ _FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-pthread", "-sha
 
 # Every function the package calls in the library.
 _ENTRY_POINTS = ("SlbSoftWeightForward", "SlbSoftWeightBackward", "SlbScaledWeightForward",
-                 "SlbScaledWeightBackward", "SlbThreadsFor")
+                 "SlbScaledWeightBackward", "SlbSoftWeightBackwardUpdate", "SlbScaledWeightBackwardUpdate",
+                 "SlbThreadsFor")
+
+# The fused update's step, one float32 each, in the kernel's order.
+UPDATE_HYPER_PARAMETERS = ("learning_rate", "momentum", "weight_decay_times_loss_scale", "gradient_scale",
+                           "step")
+
+
+
+def update_hyper_parameters(learning_rates, global_step, momentum, constants):
+    """The fused update's [5] values for the current step, in the order of UPDATE_HYPER_PARAMETERS:
+    the learning rate as nn.Optimizer reads it (one value, or per-step values indexed by its
+    ``global_step``), the ``momentum``, the two ``constants`` and the step (stochastic rounding
+    draws anew each step). Runs in the training graph."""
+    if learning_rates.ndim == 1:
+        learning_rates = ops.gather(learning_rates, global_step, 0)
+    # No gradient flows back: the update op's bprop answers for them with its one-element token.
+    return ops.stop_gradient(ops.concat((learning_rates.reshape((1,)), momentum.reshape((1,)), constants,
+                                         global_step.astype(mindspore.float32).reshape((1,)))))
+
 
 _lock = threading.Lock()
 _libraries = {}  # (cache dir, compiler) -> path of the built library, or None after a failure
-_ops = {}  # library path -> (unscaled, scaled) forward Custom ops (their bprops hold the backward ops)
+_ops = {}  # library path -> {(update, scaled): forward Custom op} (their bprops hold the backward ops)
 _warned = set()
 
 
@@ -132,11 +154,11 @@ def _library():
 
 
 def _make_ops(library):
-    """(unscaled, scaled) forward Custom ops of the library; their bprops hold the backward ops."""
+    """{(update, scaled): forward Custom op} of the library; their bprops hold the backward ops."""
     backward = ops.Custom(
         f"{library}:SlbSoftWeightBackward",
         out_shape=lambda logits, temperature, hard, dout: logits,
-        out_dtype=lambda logits, temperature, hard, dout: logits,
+        out_dtype=lambda logits, temperature, hard, dout: _gradient_dtype(logits),
         func_type="aot",
     )
 
@@ -145,17 +167,10 @@ def _make_ops(library):
     def bprop(logits, temperature, hard, out, dout):
         return backward(logits, temperature, hard, dout), ops.zeros_like(temperature), ops.zeros_like(hard)
 
-    forward = ops.Custom(
-        f"{library}:SlbSoftWeightForward",
-        out_shape=lambda logits, temperature, hard: logits[1:],
-        out_dtype=lambda logits, temperature, hard: logits,
-        func_type="aot",
-        bprop=bprop,
-    )
     scaled_backward = ops.Custom(
         f"{library}:SlbScaledWeightBackward",
         out_shape=lambda logits, temperature, hard, scale, dout: (logits, scale),
-        out_dtype=lambda logits, temperature, hard, scale, dout: (logits, scale),
+        out_dtype=lambda logits, temperature, hard, scale, dout: (_gradient_dtype(logits), scale),
         func_type="aot",
     )
 
@@ -163,14 +178,72 @@ def _make_ops(library):
         dlogits, dscale = scaled_backward(logits, temperature, hard, scale, dout)
         return dlogits, ops.zeros_like(temperature), ops.zeros_like(hard), dscale
 
-    scaled_forward = ops.Custom(
-        f"{library}:SlbScaledWeightForward",
-        out_shape=lambda logits, temperature, hard, scale: logits[1:],
-        out_dtype=lambda logits, temperature, hard, scale: logits,
+    backward_update = ops.Custom(
+        f"{library}:SlbSoftWeightBackwardUpdate",
+        out_shape=lambda logits, temperature, hard, dout, moment, hyper: [1],
+        out_dtype=lambda logits, temperature, hard, dout, moment, hyper: _token_dtype(logits, moment),
         func_type="aot",
-        bprop=scaled_bprop,
     )
-    return forward, scaled_forward
+
+    # The token stands for the gradients of the logits, their momentum and the hyper-parameters:
+    # none of them is differentiated further, and a full-size gradient is what the update avoids.
+    def update_bprop(logits, temperature, hard, moment, hyper, out, dout):
+        token = backward_update(logits, temperature, hard, dout, moment, hyper)
+        return token, ops.zeros_like(temperature), ops.zeros_like(hard), token, token
+
+    scaled_backward_update = ops.Custom(
+        f"{library}:SlbScaledWeightBackwardUpdate",
+        out_shape=lambda logits, temperature, hard, scale, dout, moment, hyper: ([1], scale),
+        out_dtype=lambda logits, temperature, hard, scale, dout, moment, hyper: (_token_dtype(logits, moment), scale),
+        func_type="aot",
+    )
+
+    def scaled_update_bprop(logits, temperature, hard, scale, moment, hyper, out, dout):
+        token, dscale = scaled_backward_update(logits, temperature, hard, scale, dout, moment, hyper)
+        return token, ops.zeros_like(temperature), ops.zeros_like(hard), dscale, token, token
+
+    def forward(entry, bprop_function):
+        return ops.Custom(
+            f"{library}:{entry}",
+            out_shape=lambda logits, *rest: logits[1:],
+            out_dtype=lambda logits, *rest: mindspore.float32 if _element(logits) == mindspore.bfloat16 else logits,
+            func_type="aot",
+            bprop=bprop_function,
+        )
+
+    return {
+        (False, False): forward("SlbSoftWeightForward", bprop),
+        (False, True): forward("SlbScaledWeightForward", scaled_bprop),
+        (True, False): forward("SlbSoftWeightForward", update_bprop),
+        (True, True): forward("SlbScaledWeightForward", scaled_update_bprop),
+    }
+
+
+def _element(dtype):
+    """The element type of an infer function's dtype: graph mode passes tensor types
+    (Tensor[Float32]), PyNative element types."""
+    return dtype.element_type() if hasattr(dtype, "element_type") else dtype
+
+
+def _gradient_dtype(logits):
+    """The plain backward pass's logits gradient dtype, the logits'; bfloat16 logits are refused:
+    nn.Momentum cannot step them on CPU."""
+    if _element(logits) == mindspore.bfloat16:
+        raise TypeError("bfloat16 logits (search_dtype 'bfloat16') train with mindspore_slb.SlbMomentum only; "
+                        "use it as the optimizer, or search_dtype 'float32'.")
+    return logits
+
+
+def _token_dtype(logits, moment):
+    """The update token's dtype, float32, after checking that the logits and their momentum are both
+    float32 or both bfloat16: the kernel updates them in place, and a float16 copy (mixed precision)
+    would take the step."""
+    elements = (_element(logits), _element(moment))
+    if elements not in ((mindspore.float32, mindspore.float32), (mindspore.bfloat16, mindspore.bfloat16)):
+        raise TypeError(f"The fused logits update needs float32 (or, search_dtype 'bfloat16', bfloat16) logits and "
+                        f"momentum, but got {elements[0]} and {elements[1]}; keep the SLB layers in float32 or use "
+                        f"nn.Momentum.")
+    return mindspore.float32
 
 
 def soft_weight_op(num_candidates, scaled=False):
@@ -197,6 +270,10 @@ def soft_weight_op(num_candidates, scaled=False):
     library = _library()
     if library is None:
         return None
+    return _op(library, False, scaled)
+
+
+def _op(library, update, scaled):
     with _lock:
         if library not in _ops:
             try:
@@ -204,4 +281,19 @@ def soft_weight_op(num_candidates, scaled=False):
             except TypeError as error:  # e.g. the cache dir is outside MS_CUSTOM_AOT_WHITE_LIST
                 _warn_once(f"MindSpore refused the kernel library ({error})")
                 return None
-        return _ops[library][1 if scaled else 0]
+        return _ops[library][update, scaled]
+
+
+def soft_weight_update_op(num_candidates, scaled=False):
+    """The weight op of `soft_weight_op` whose backward kernel also takes the logits' Momentum step.
+
+    Called as `op(logits, temperature, hard_flag, momentum, hyper)` (with `scaled`,
+    `op(logits, temperature, hard_flag, scale, momentum, hyper)`): `momentum` the logits' float32
+    momentum buffer (a Parameter of their shape), `hyper` the step's float32 [5] values named by
+    UPDATE_HYPER_PARAMETERS. The backward pass computes each block's logits gradient and applies
+    nn.Momentum's step to the logits and their momentum in place; the logits' gradient it returns
+    is a one-element token. None where `soft_weight_op` is None.
+    """
+    if soft_weight_op(num_candidates, scaled) is None:
+        return None
+    return _op(_library(), True, scaled)

@@ -14,9 +14,12 @@
 // The backward pass recomputes the softmax instead of reading stored
 // probabilities, so the forward pass keeps nothing but w.
 //
-// Tensors may be float32 or float16 (mixed precision hands the op float16): the
-// kernels compute in float32, so float16 inputs are widened into a float32 copy
-// and float16 outputs narrowed from one.
+// The kernels compute in float32. Logits may be stored in float32, float16 (mixed precision
+// hands the op float16) or bfloat16 (the half-precision search state): a block's rows are
+// widened into a per-thread scratch as it is worked on. Other float16 tensors are widened into
+// a float32 copy and float16 outputs narrowed from one. The fused update writes bfloat16 logits
+// and momentum back with stochastic rounding, so that steps far below bfloat16's resolution
+// still move them on average.
 
 #include <sched.h>
 
@@ -70,28 +73,96 @@ inline float exp2_nonpositive(float y) {
 
 constexpr float kLog2e = 1.44269504f;
 
+// How a tensor's floats are stored.
+enum class Storage { kFloat32, kFloat16, kBFloat16, kOther };
+
+Storage storage_of(const char *dtype) {
+  if (std::strcmp(dtype, "float32") == 0) return Storage::kFloat32;
+  if (std::strcmp(dtype, "float16") == 0) return Storage::kFloat16;
+  if (std::strcmp(dtype, "bfloat16") == 0) return Storage::kBFloat16;
+  return Storage::kOther;
+}
+
+inline float from_bfloat16(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// A well-mixed 32-bit hash (lowbias32): the random bits of stochastic rounding.
+inline uint32_t mix(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+
+// f rounded to bfloat16 up or down with probabilities that make the rounding unbiased: 16 random
+// bits added below bfloat16's last bit, then truncated. The bits are a hash of the value and
+// `salt` (the element's index and the optimizer's step), so a run is reproducible.
+inline uint16_t to_bfloat16_stochastic(float f, uint32_t salt) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  bits += mix(bits ^ salt) & 0xffffu;
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+// Logits [K, N] as stored. rows(b0, len) gives a block's K rows as float32: the storage itself for
+// float32 (stride N), else a per-thread scratch of K x kBlock floats the rows are widened into.
+struct Logits {
+  void *data;
+  Storage type;
+  int64_t K, N;
+
+  struct Rows {
+    float *p;
+    int64_t stride;
+  };
+
+  Rows rows(int64_t b0, int64_t len) const {
+    if (type == Storage::kFloat32) return {static_cast<float *>(data) + b0, N};
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(K * kBlock));
+    for (int64_t k = 0; k < K; ++k) widen(k * N + b0, len, scratch.data() + k * kBlock);
+    return {scratch.data(), kBlock};
+  }
+
+  void widen(int64_t start, int64_t len, float *out) const {
+    if (type == Storage::kFloat16) {
+      const _Float16 *h = static_cast<const _Float16 *>(data) + start;
+      for (int64_t i = 0; i < len; ++i) out[i] = static_cast<float>(h[i]);
+    } else {
+      const uint16_t *h = static_cast<const uint16_t *>(data) + start;
+      for (int64_t i = 0; i < len; ++i) out[i] = from_bfloat16(h[i]);
+    }
+  }
+};
+
 // Per-block softmax state: row maximum, sum of exp and exp-weighted value sum.
 struct SoftmaxBlock {
   float max[kBlock];
   float sum[kBlock];
   float weighted[kBlock];
 
-  // Fills the state for a[:, b0:b0+len]. When e_out is given, the exponentials
-  // are also stored there (same layout as a) for the backward pass. The test on
-  // e_out is loop-invariant: GCC unswitches it and vectorises both versions.
-  void compute(const float *a, int64_t K, int64_t N, int64_t b0, int64_t len, float T, float *e_out) {
+  // Fills the state for a block's K rows of len logits, candidate k's at rows + k * stride.
+  // When e_out is given, the exponentials are also stored there for the backward pass,
+  // candidate k's at e_out + k * e_stride. The test on e_out is loop-invariant: GCC unswitches
+  // it and vectorises both versions.
+  void compute(const float *rows, int64_t stride, int64_t K, int64_t len, float T, float *e_out, int64_t e_stride) {
     const float T2 = T * kLog2e;
-    const float *row0 = a + b0;
-    for (int64_t i = 0; i < len; ++i) max[i] = row0[i];
+    for (int64_t i = 0; i < len; ++i) max[i] = rows[i];
     for (int64_t k = 1; k < K; ++k) {
-      const float *row = a + k * N + b0;
+      const float *row = rows + k * stride;
       for (int64_t i = 0; i < len; ++i) max[i] = row[i] > max[i] ? row[i] : max[i];
     }
     for (int64_t i = 0; i < len; ++i) sum[i] = weighted[i] = 0.0f;
     for (int64_t k = 0; k < K; ++k) {
-      const float *row = a + k * N + b0;
+      const float *row = rows + k * stride;
       const float v = candidate_value(k, K);
-      float *e_row = e_out ? e_out + k * N + b0 : nullptr;
+      float *e_row = e_out ? e_out + k * e_stride : nullptr;
       for (int64_t i = 0; i < len; ++i) {
         // T * (a - max) rather than T * a - T * max: no overflow of T * a, and
         // the subtraction is exact for close logits.
@@ -127,7 +198,7 @@ int64_t threads_for(int64_t K, int64_t N) {
 // (nullptr: 1) for channels of `inner` weights. Multiplying by a scale of 1 is exact, so the
 // unscaled kernels give the same bits as before the scale existed.
 struct Layer {
-  const float *a;
+  Logits a;
   int64_t K, N;
   float T;
   const float *s;
@@ -191,15 +262,15 @@ inline float two_candidate_value(float d, float e) {
 }
 
 void soft_forward(const Layer &L, float *w) {
-  const float *a = L.a;
-  const int64_t K = L.K, N = L.N;
+  const int64_t K = L.K;
   const float T = L.T, T2 = L.T * kLog2e;
   if (K == 2) {
     for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
       const float s = L.scale_of(c);
-      for (int64_t i = b0; i < b0 + len; ++i) {
-        const float d = a[N + i] - a[i];
-        w[i] = s * two_candidate_value(d, exp2_nonpositive(-T2 * std::fabs(d)));
+      const Logits::Rows a = L.a.rows(b0, len);
+      for (int64_t i = 0; i < len; ++i) {
+        const float d = a.p[a.stride + i] - a.p[i];
+        w[b0 + i] = s * two_candidate_value(d, exp2_nonpositive(-T2 * std::fabs(d)));
       }
     });
     return;
@@ -207,62 +278,146 @@ void soft_forward(const Layer &L, float *w) {
   for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
     SoftmaxBlock blk;
     const float s = L.scale_of(c);
-    blk.compute(a, K, N, b0, len, T, nullptr);
+    const Logits::Rows a = L.a.rows(b0, len);
+    blk.compute(a.p, a.stride, K, len, T, nullptr, 0);
     for (int64_t i = 0; i < len; ++i) w[b0 + i] = s * (blk.weighted[i] / blk.sum[i]);
   });
 }
 
-// Logits' gradient da for upstream gradient g of the scaled weight (the unscaled kernel's for
-// g * s) and, when ds is given, ds[c] = sum over channel c of g * v(a).
-void soft_backward(const Layer &L, const float *g, float *da, float *ds) {
-  const float *a = L.a;
-  const int64_t K = L.K, N = L.N;
+// Where the logits' gradient of a block goes. The backward pass computes it block by block: rows(b0)
+// is where candidate k's gradient for weights [b0, b0 + len) is written (at k * stride), and done()
+// is called once the block's K rows are complete, with the block's logits as float32 rows;
+// no_gradient() stands for an all-zero block.
+
+// The plain backward pass: the gradient is the op's output da [K, N].
+struct GradientOutput {
+  float *da;
+  int64_t K, N;
+  int64_t stride() const { return N; }
+  float *rows(int64_t b0) const { return da + b0; }
+  void done(int64_t, int64_t, const Logits::Rows &, const float *) const {}
+  void no_gradient(int64_t b0, int64_t len, const Logits::Rows &) const {
+    for (int64_t k = 0; k < K; ++k) std::memset(da + k * N + b0, 0, sizeof(float) * len);
+  }
+};
+
+// nn.Momentum's step for one parameter, in its order of operations: the gradient with weight decay,
+// g' = (g + a * decay) * grad_scale (MindSpore multiplies the decay by the loss scale and the sum
+// by its reciprocal), then m = m * momentum + g' and a -= lr * m.
+struct MomentumStep {
+  float lr, momentum, decay, grad_scale;
+  uint32_t step;  // the optimizer's step counter: a new draw of stochastic rounding each step
+
+  // g nullptr: a zero gradient (the hard weight's), which still decays and carries momentum.
+  void apply(float *a, float *m, const float *g, int64_t len) const {
+    for (int64_t i = 0; i < len; ++i) {
+      const float grad = (a[i] * decay + (g ? g[i] : 0.0f)) * grad_scale;
+      m[i] = m[i] * momentum + grad;
+      a[i] -= lr * m[i];
+    }
+  }
+};
+
+// The fused update: each block's gradient lives in a per-thread scratch of K x kBlock floats and
+// is applied to the logits and their momentum m (both [K, N], float32 or bfloat16 alike) at once,
+// so no [K, N] gradient is ever written. A block reads its logits before it updates them, and
+// blocks do not overlap. Float32 logits and momentum are updated where they are stored; bfloat16
+// ones in float32 rows, written back with stochastic rounding.
+struct MomentumUpdate {
+  Logits logits;
+  void *m;
+  MomentumStep step;
+  int64_t stride() const { return kBlock; }
+  float *rows(int64_t) const {
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(logits.K * kBlock));
+    return scratch.data();
+  }
+  void done(int64_t b0, int64_t len, const Logits::Rows &a, const float *gradient) const {
+    for (int64_t k = 0; k < logits.K; ++k) row_step(k, b0, len, a, gradient ? gradient + k * kBlock : nullptr);
+  }
+  void no_gradient(int64_t b0, int64_t len, const Logits::Rows &a) const { done(b0, len, a, nullptr); }
+
+  void row_step(int64_t k, int64_t b0, int64_t len, const Logits::Rows &a, const float *g) const {
+    const int64_t start = k * logits.N + b0;
+    float *a_row = a.p + k * a.stride;
+    if (logits.type == Storage::kFloat32) {
+      step.apply(a_row, static_cast<float *>(m) + start, g, len);
+      return;
+    }
+    float m_row[kBlock];
+    Logits{m, Storage::kBFloat16, logits.K, logits.N}.widen(start, len, m_row);
+    step.apply(a_row, m_row, g, len);
+    uint16_t *a_store = static_cast<uint16_t *>(logits.data) + start;
+    uint16_t *m_store = static_cast<uint16_t *>(m) + start;
+    const uint32_t step_salt = mix(step.step + 0x68e31da4u);
+    for (int64_t i = 0; i < len; ++i) {
+      const uint32_t salt = static_cast<uint32_t>(start + i) * 0x9e3779b9u ^ step_salt;
+      a_store[i] = to_bfloat16_stochastic(a_row[i], salt);
+      m_store[i] = to_bfloat16_stochastic(m_row[i], salt * 0x85ebca6bu);
+    }
+  }
+};
+
+// Logits' gradient for upstream gradient g of the scaled weight (the unscaled kernel's for
+// g * s), handed to `sink` block by block, and, when ds is given, ds[c] = sum over channel c of
+// g * v(a).
+template <typename Sink>
+void soft_backward(const Layer &L, const float *g, const Sink &sink, float *ds) {
+  const int64_t K = L.K;
   const float T = L.T, T2 = L.T * kLog2e;
+  const int64_t stride = sink.stride();
   if (K == 2) {
     // dv/da1 = T p0 p1 (v1 - v0) = 2 T e / (1 + e)^2; da0 = -da1.
-    for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
+    for_blocks(L, [=, &L, &sink](int64_t b0, int64_t len, int64_t c) {
       const float s2T = 2.0f * T * L.scale_of(c);
       float v[kBlock];
+      const Logits::Rows a = L.a.rows(b0, len);
+      float *rows = sink.rows(b0);
       for (int64_t i = 0; i < len; ++i) {
-        const float d = a[N + b0 + i] - a[b0 + i];
+        const float d = a.p[a.stride + i] - a.p[i];
         const float e = exp2_nonpositive(-T2 * std::fabs(d));
         const float q = 1.0f + e;
         const float d1 = s2T * g[b0 + i] * e / (q * q);
-        da[b0 + i] = -d1;
-        da[N + b0 + i] = d1;
+        rows[i] = -d1;
+        rows[stride + i] = d1;
         v[i] = two_candidate_value(d, e);
       }
       if (ds) ds[c] += dot(g + b0, v, len);
+      sink.done(b0, len, a, rows);
     });
     return;
   }
-  for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
+  for_blocks(L, [=, &L, &sink](int64_t b0, int64_t len, int64_t c) {
     SoftmaxBlock blk;
     float factor[kBlock];
     const float sT = L.scale_of(c) * T;
-    blk.compute(a, K, N, b0, len, T, da);  // da holds exp(T (a - max)) for now
+    const Logits::Rows a = L.a.rows(b0, len);
+    float *rows = sink.rows(b0);
+    blk.compute(a.p, a.stride, K, len, T, rows, stride);  // rows hold exp(T (a - max)) for now
     for (int64_t i = 0; i < len; ++i) {
       blk.weighted[i] /= blk.sum[i];  // now v
       factor[i] = g[b0 + i] * sT / blk.sum[i];
     }
     for (int64_t k = 0; k < K; ++k) {
       const float v = candidate_value(k, K);
-      float *row = da + k * N + b0;
+      float *row = rows + k * stride;
       for (int64_t i = 0; i < len; ++i) row[i] *= factor[i] * (v - blk.weighted[i]);
     }
     if (ds) ds[c] += dot(g + b0, blk.weighted, len);
+    sink.done(b0, len, a, rows);
   });
 }
 
-// v[argmax_k a_k] (the first maximum, as argmax) for weights [b0, b0 + len).
-void hard_block(const float *a, int64_t K, int64_t N, int64_t b0, int64_t len, float *out) {
+// v[argmax_k a_k] (the first maximum, as argmax) for a block's rows of len logits.
+void hard_block(const Logits::Rows &a, int64_t K, int64_t len, float *out) {
   float best[kBlock];
   for (int64_t i = 0; i < len; ++i) {
-    best[i] = a[b0 + i];
+    best[i] = a.p[i];
     out[i] = candidate_value(0, K);
   }
   for (int64_t k = 1; k < K; ++k) {
-    const float *row = a + k * N + b0;
+    const float *row = a.p + k * a.stride;
     const float v = candidate_value(k, K);
     // Strictly greater: ties keep the first maximum.
     for (int64_t i = 0; i < len; ++i) {
@@ -275,44 +430,44 @@ void hard_block(const float *a, int64_t K, int64_t N, int64_t b0, int64_t len, f
 
 void hard_forward(const Layer &L, float *w) {
   for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
-    hard_block(L.a, L.K, L.N, b0, len, w + b0);
+    hard_block(L.a.rows(b0, len), L.K, len, w + b0);
     const float s = L.scale_of(c);
     for (int64_t i = b0; i < b0 + len; ++i) w[i] *= s;
   });
 }
 
 // The hard weight has no logits' gradient; its scale's is ds[c] = sum over channel c of g * v.
-void hard_backward(const Layer &L, const float *g, float *da, float *ds) {
-  std::memset(da, 0, sizeof(float) * L.K * L.N);
-  if (!ds) return;
-  for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
-    float v[kBlock];
-    hard_block(L.a, L.K, L.N, b0, len, v);
-    ds[c] += dot(g + b0, v, len);
+template <typename Sink>
+void hard_backward(const Layer &L, const float *g, const Sink &sink, float *ds) {
+  for_blocks(L, [=, &L, &sink](int64_t b0, int64_t len, int64_t c) {
+    const Logits::Rows a = L.a.rows(b0, len);
+    if (ds) {
+      float v[kBlock];
+      hard_block(a, L.K, len, v);
+      ds[c] += dot(g + b0, v, len);
+    }
+    sink.no_gradient(b0, len, a);
   });
 }
 
-bool is_float16(const char *dtype) { return std::strcmp(dtype, "float16") == 0; }
-
-bool all_floating(int nparam, const char **dtypes) {
-  for (int i = 0; i < nparam; ++i) {
-    if (std::strcmp(dtypes[i], "float32") != 0 && !is_float16(dtypes[i])) return false;
-  }
-  return true;
+// A tensor other than the logits and their momentum: float32, or float16 under mixed precision.
+bool is_plain_float(const char *dtype) {
+  const Storage type = storage_of(dtype);
+  return type == Storage::kFloat32 || type == Storage::kFloat16;
 }
 
 float read_scalar(const void *data, const char *dtype) {
-  return is_float16(dtype) ? static_cast<float>(*static_cast<const _Float16 *>(data))
-                           : *static_cast<const float *>(data);
+  return storage_of(dtype) == Storage::kFloat16 ? static_cast<float>(*static_cast<const _Float16 *>(data))
+                                                : *static_cast<const float *>(data);
 }
 
-// A float32 view of an op's tensor of n elements: the tensor itself when it is
-// float32, else a widened copy (an input) or scratch space (an output) that
+// A float32 view of an op's float32 or float16 tensor of n elements: the tensor itself when it
+// is float32, else a widened copy (an input) or scratch space (an output) that
 // narrow_into_tensor() writes back.
 class Float32View {
  public:
   Float32View(void *tensor, const char *dtype, int64_t n, bool is_input)
-      : tensor_(tensor), half_(is_float16(dtype)), n_(n) {
+      : tensor_(tensor), half_(storage_of(dtype) == Storage::kFloat16), n_(n) {
     if (!half_) {
       data_ = static_cast<float *>(tensor);
       return;
@@ -357,23 +512,32 @@ void weight_of(const Layer &L, bool hard, float *w) {
   }
 }
 
-// The logits' gradient for upstream gradient g of s v(a), and the scale's into ds when given.
-void logits_gradient(const Layer &L, bool hard, const float *g, float *da, float *ds) {
+// The logits' gradient for upstream gradient g of s v(a), handed to `sink`, and the scale's into
+// ds when given.
+template <typename Sink>
+void logits_gradient(const Layer &L, bool hard, const float *g, const Sink &sink, float *ds) {
   if (ds) std::memset(ds, 0, sizeof(float) * (L.N / L.inner));
   if (hard) {
-    hard_backward(L, g, da, ds);
+    hard_backward(L, g, sink, ds);
   } else {
-    soft_backward(L, g, da, ds);
+    soft_backward(L, g, sink, ds);
   }
 }
 
 // Checks what every entry point shares (count and dtypes of its tensors, the logits' shape) and
-// reads K, N, the temperature and the hard flag, the first three inputs.
+// reads the logits (input 0; float32, float16 or bfloat16), K, N, the temperature and the hard
+// flag. Every other tensor is float32 or float16, but for input `stored_like_logits` (the
+// momentum; -1: none), which the caller checks.
 bool read_common(int nparam, int expected, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                 int64_t *K, int64_t *N, float *T, bool *hard) {
-  if (nparam != expected || !all_floating(nparam, dtypes) || !logits_extent(ndims[0], shapes[0], K, N)) {
-    return false;
+                 int stored_like_logits, Logits *logits, float *T, bool *hard) {
+  int64_t K, N;
+  if (nparam != expected || !logits_extent(ndims[0], shapes[0], &K, &N)) return false;
+  const Storage type = storage_of(dtypes[0]);
+  if (type == Storage::kOther) return false;
+  for (int i = 1; i < nparam; ++i) {
+    if (i != stored_like_logits && !is_plain_float(dtypes[i])) return false;
   }
+  *logits = Logits{params[0], type, K, N};
   *T = read_scalar(params[1], dtypes[1]);
   *hard = read_scalar(params[2], dtypes[2]) > 0.5f;
   return true;
@@ -386,31 +550,34 @@ bool scale_fits(int *ndims, int64_t **shapes, int index) {
 
 }  // namespace
 
-// Inputs: logits [K, ...], temperature [1], hard flag [1] (> 0.5: hard). Output: w [...].
+// Inputs: logits [K, ...], temperature [1], hard flag [1] (> 0.5: hard), and for the fused update
+// the momentum and hyper-parameters its backward pass takes, unread here. Output: w [...].
 extern "C" int SlbSoftWeightForward(int nparam, void **params, int *ndims, int64_t **shapes,
                                     const char **dtypes, void *, void *) {
-  int64_t K, N;
+  Logits a;
   float T;
   bool hard;
-  if (!read_common(nparam, 4, params, ndims, shapes, dtypes, &K, &N, &T, &hard)) return 1;
-  Float32View a(params[0], dtypes[0], K * N, true);
-  Float32View w(params[3], dtypes[3], N, false);
-  weight_of(Layer{a.data(), K, N, T, nullptr, N}, hard, w.data());
+  const bool update = nparam == 6;
+  if (!read_common(nparam, update ? 6 : 4, params, ndims, shapes, dtypes, update ? 3 : -1, &a, &T, &hard)) {
+    return 1;
+  }
+  Float32View w(params[nparam - 1], dtypes[nparam - 1], a.N, false);
+  weight_of(Layer{a, a.K, a.N, T, nullptr, a.N}, hard, w.data());
   w.narrow_into_tensor();
   return 0;
 }
 
-// Inputs: logits [K, ...], temperature [1], hard flag [1], dout [...]. Output: dlogits [K, ...].
+// Inputs: logits [K, ...] (float32 or float16), temperature [1], hard flag [1], dout [...].
+// Output: dlogits [K, ...].
 extern "C" int SlbSoftWeightBackward(int nparam, void **params, int *ndims, int64_t **shapes,
                                      const char **dtypes, void *, void *) {
-  int64_t K, N;
+  Logits a;
   float T;
   bool hard;
-  if (!read_common(nparam, 5, params, ndims, shapes, dtypes, &K, &N, &T, &hard)) return 1;
-  Float32View a(params[0], dtypes[0], K * N, true);
-  Float32View g(params[3], dtypes[3], N, true);
-  Float32View da(params[4], dtypes[4], K * N, false);
-  logits_gradient(Layer{a.data(), K, N, T, nullptr, N}, hard, g.data(), da.data(), nullptr);
+  if (!read_common(nparam, 5, params, ndims, shapes, dtypes, -1, &a, &T, &hard)) return 1;
+  Float32View g(params[3], dtypes[3], a.N, true);
+  Float32View da(params[4], dtypes[4], a.K * a.N, false);
+  logits_gradient(Layer{a, a.K, a.N, T, nullptr, a.N}, hard, g.data(), GradientOutput{da.data(), a.K, a.N}, nullptr);
   da.narrow_into_tensor();
   return 0;
 }
@@ -419,43 +586,106 @@ extern "C" int SlbSoftWeightBackward(int nparam, void **params, int *ndims, int6
 // N / C weights each), folded into the passes above: no extra pass over the weights and, in
 // MindSpore's graph, no multiply whose buffers the memory planner keeps (+0.39 GB peak for
 // ResNet18 width 64 in GRAPH mode) and no op pair per layer to compile.
-// Inputs: logits [K, C, ...], temperature [1], hard flag [1], scale [C]. Output: w [C, ...].
+// Inputs: logits [K, C, ...], temperature [1], hard flag [1], scale [C], and for the fused update the
+// momentum and hyper-parameters, unread here. Output: w [C, ...].
 extern "C" int SlbScaledWeightForward(int nparam, void **params, int *ndims, int64_t **shapes,
                                       const char **dtypes, void *, void *) {
-  int64_t K, N;
+  Logits a;
   float T;
   bool hard;
-  if (!read_common(nparam, 5, params, ndims, shapes, dtypes, &K, &N, &T, &hard) || !scale_fits(ndims, shapes, 3)) {
+  const bool update = nparam == 7;
+  if (!read_common(nparam, update ? 7 : 5, params, ndims, shapes, dtypes, update ? 4 : -1, &a, &T, &hard) ||
+      !scale_fits(ndims, shapes, 3)) {
     return 1;
   }
   const int64_t C = shapes[3][0];
-  Float32View a(params[0], dtypes[0], K * N, true);
   Float32View scale(params[3], dtypes[3], C, true);
-  Float32View w(params[4], dtypes[4], N, false);
-  weight_of(Layer{a.data(), K, N, T, scale.data(), N / C}, hard, w.data());
+  Float32View w(params[nparam - 1], dtypes[nparam - 1], a.N, false);
+  weight_of(Layer{a, a.K, a.N, T, scale.data(), a.N / C}, hard, w.data());
   w.narrow_into_tensor();
   return 0;
 }
 
-// Inputs: logits [K, C, ...], temperature [1], hard flag [1], scale [C], dout [C, ...].
-// Outputs: dlogits [K, C, ...] (the unscaled kernel's, for dout * s) and dscale [C], the sum
-// over each channel of dout * v(a).
+// Inputs: logits [K, C, ...] (float32 or float16), temperature [1], hard flag [1], scale [C],
+// dout [C, ...]. Outputs: dlogits [K, C, ...] (the unscaled kernel's, for dout * s) and dscale [C],
+// the sum over each channel of dout * v(a).
 extern "C" int SlbScaledWeightBackward(int nparam, void **params, int *ndims, int64_t **shapes,
                                        const char **dtypes, void *, void *) {
-  int64_t K, N;
+  Logits a;
   float T;
   bool hard;
-  if (!read_common(nparam, 7, params, ndims, shapes, dtypes, &K, &N, &T, &hard) || !scale_fits(ndims, shapes, 3)) {
+  if (!read_common(nparam, 7, params, ndims, shapes, dtypes, -1, &a, &T, &hard) || !scale_fits(ndims, shapes, 3)) {
     return 1;
   }
   const int64_t C = shapes[3][0];
-  Float32View a(params[0], dtypes[0], K * N, true);
   Float32View scale(params[3], dtypes[3], C, true);
-  Float32View g(params[4], dtypes[4], N, true);
-  Float32View da(params[5], dtypes[5], K * N, false);
+  Float32View g(params[4], dtypes[4], a.N, true);
+  Float32View da(params[5], dtypes[5], a.K * a.N, false);
   Float32View ds(params[6], dtypes[6], C, false);
-  logits_gradient(Layer{a.data(), K, N, T, scale.data(), N / C}, hard, g.data(), da.data(), ds.data());
+  logits_gradient(Layer{a, a.K, a.N, T, scale.data(), a.N / C}, hard, g.data(), GradientOutput{da.data(), a.K, a.N},
+                  ds.data());
   da.narrow_into_tensor();
+  ds.narrow_into_tensor();
+  return 0;
+}
+
+// The fused update's inputs after the backward's: the logits' momentum [K, ...] and the step's
+// hyper-parameters [5]: learning rate, momentum, weight decay (times the loss scale, as nn.Momentum
+// keeps it), gradient scale (1 / loss scale) and the optimizer's step. The logits and their momentum are updated in
+// place, so both are stored alike, in float32 or bfloat16 (a widened copy would take the update),
+// and have one shape.
+bool read_update(void **params, int *ndims, int64_t **shapes, const char **dtypes, int moment, const Logits &a,
+                 MomentumUpdate *update) {
+  const int hyper = moment + 1;
+  const bool stored = (a.type == Storage::kFloat32 || a.type == Storage::kBFloat16) &&
+                      storage_of(dtypes[moment]) == a.type;
+  if (!stored || storage_of(dtypes[hyper]) != Storage::kFloat32 || ndims[moment] != ndims[0] || ndims[hyper] != 1 ||
+      shapes[hyper][0] != 5 || !std::equal(shapes[0], shapes[0] + ndims[0], shapes[moment])) {
+    return false;
+  }
+  const float *h = static_cast<const float *>(params[hyper]);
+  *update = MomentumUpdate{a, params[moment], MomentumStep{h[0], h[1], h[2], h[3], static_cast<uint32_t>(h[4])}};
+  return true;
+}
+
+// The backward pass with the logits' optimizer step fused into it (MomentumUpdate).
+// Inputs: logits [K, ...], temperature [1], hard flag [1], dout [...], momentum [K, ...], hyper [5].
+// Output: a one-element token (0) standing for the logits' gradient; logits and momentum are updated.
+extern "C" int SlbSoftWeightBackwardUpdate(int nparam, void **params, int *ndims, int64_t **shapes,
+                                           const char **dtypes, void *, void *) {
+  Logits a;
+  float T;
+  bool hard;
+  MomentumUpdate update;
+  if (!read_common(nparam, 7, params, ndims, shapes, dtypes, 4, &a, &T, &hard) ||
+      !read_update(params, ndims, shapes, dtypes, 4, a, &update)) {
+    return 1;
+  }
+  Float32View g(params[3], dtypes[3], a.N, true);
+  logits_gradient(Layer{a, a.K, a.N, T, nullptr, a.N}, hard, g.data(), update, nullptr);
+  *static_cast<float *>(params[6]) = 0.0f;  // the token (float32)
+  return 0;
+}
+
+// The scaled weight's backward pass with the logits' step fused into it.
+// Inputs: logits [K, C, ...], temperature [1], hard flag [1], scale [C], dout [C, ...],
+// momentum [K, C, ...], hyper [5]. Outputs: the token [1] and dscale [C].
+extern "C" int SlbScaledWeightBackwardUpdate(int nparam, void **params, int *ndims, int64_t **shapes,
+                                             const char **dtypes, void *, void *) {
+  Logits a;
+  float T;
+  bool hard;
+  MomentumUpdate update;
+  if (!read_common(nparam, 9, params, ndims, shapes, dtypes, 5, &a, &T, &hard) || !scale_fits(ndims, shapes, 3) ||
+      !read_update(params, ndims, shapes, dtypes, 5, a, &update)) {
+    return 1;
+  }
+  const int64_t C = shapes[3][0];
+  Float32View scale(params[3], dtypes[3], C, true);
+  Float32View g(params[4], dtypes[4], a.N, true);
+  Float32View ds(params[8], dtypes[8], C, false);
+  logits_gradient(Layer{a, a.K, a.N, T, scale.data(), a.N / C}, hard, g.data(), update, ds.data());
+  *static_cast<float *>(params[7]) = 0.0f;  // the token (float32)
   ds.narrow_into_tensor();
   return 0;
 }
