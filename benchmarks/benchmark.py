@@ -19,6 +19,11 @@ packed MINDIR export leaves those columns empty.
     python benchmarks/benchmark.py                       # ResNet18, 32x32, batch 32, GRAPH and PYNATIVE
     python benchmarks/benchmark.py --bits 1 --modes GRAPH --steps 5 --rounds 1
     python benchmarks/benchmark.py --baseline_tree /tmp/before --rounds 3
+
+--optimizers chooses the training step's optimizer: nn.Momentum, SlbMomentum (the logits' step
+fused into the kernel) and SlbMomentum_bfloat16 (that, with the logits and their momentum stored in
+bfloat16, search_dtype "bfloat16"); SLB configurations run once per optimizer, a float network has
+no logits and runs with nn.Momentum, and a baseline tree with nn.Momentum only.
 """
 import argparse
 import json
@@ -31,6 +36,7 @@ import tempfile
 import time
 
 from benchmark_results import save_results  # beside this script
+from resnet_step import OPTIMIZER_SLB_CONFIG, OPTIMIZERS  # beside this script
 
 # The repository root: the recipe's ResNet18 and, when not installed, mindspore_slb itself.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,7 +58,8 @@ def parse_args(argv=None):
     parser.add_argument("--baseline_tree", help="another checkout whose mindspore_slb is measured alongside")
     parser.add_argument("--json", default="benchmark.json",
                         help="where to save the results (default: %(default)s in the current folder)")
-    parser.add_argument("--worker", nargs=3, metavar=("MODE", "BITS", "TREE"), help=argparse.SUPPRESS)
+    parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
+    parser.add_argument("--worker", nargs=4, metavar=("MODE", "BITS", "TREE", "OPTIMIZER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps < 5:
         parser.error(f"--steps must be at least 5, got {args.steps}")
@@ -72,9 +79,9 @@ def median_seconds(run, repeats):
     return statistics.median(times)
 
 
-def measure(mode, bits, args, tree=None):
+def measure(mode, bits, args, tree=None, optimizer="nn.Momentum"):
     """One configuration, in this process; bits 0 is the float network. tree: the checkout whose
-    mindspore_slb is measured (None: this one)."""
+    mindspore_slb is measured (None: this one); optimizer: one of OPTIMIZERS."""
     if tree:
         sys.path.insert(0, tree)
     import mindspore as ms
@@ -87,8 +94,9 @@ def measure(mode, bits, args, tree=None):
     ms.set_context(mode=getattr(ms, f"{mode}_MODE"))
     ms.set_device(args.device_target)
     ms.set_seed(0)
-    network, algo = slb_resnet18(bits, args.width, epoch_size=1, has_trained_epoch=0)
-    train_step = momentum_train_step(network)
+    network, algo = slb_resnet18(bits, args.width, epoch_size=1, has_trained_epoch=0,
+                                 **OPTIMIZER_SLB_CONFIG.get(optimizer, {}))
+    train_step = momentum_train_step(network, optimizer=optimizer)
     images, labels = random_batch(args.batch_size, args.image_size)
 
     def step():
@@ -136,31 +144,42 @@ def measure(mode, bits, args, tree=None):
     return result
 
 
-def run_worker(mode, bits, tree, argv):
+def run_worker(mode, bits, tree, optimizer, argv):
     """Each configuration in its own process, so that peak memory is its own."""
-    command = [sys.executable, os.path.abspath(__file__), *argv, "--worker", mode, str(bits), tree or "-"]
+    command = [sys.executable, os.path.abspath(__file__), *argv, "--worker", mode, str(bits), tree or "-", optimizer]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"benchmark of {mode} W{bits or 32} ({tree or 'this tree'}) failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"benchmark of {mode} W{bits or 32} {optimizer} ({tree or 'this tree'}) failed:\n"
+                         f"{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def configurations(args):
+    """(tree label, tree, mode, bits, optimizer) of every process a round runs."""
     trees = [("current", None)] + ([("baseline", args.baseline_tree)] if args.baseline_tree else [])
     for mode in args.modes:
         for bits in [0] + args.bits:
             for label, tree in trees:
-                yield label, tree, mode, bits
+                for optimizer in args.optimizers:
+                    # A float network has no logits to fuse; an older tree has no SlbMomentum.
+                    if optimizer != "nn.Momentum" and (not bits or tree):
+                        continue
+                    yield label, tree, mode, bits, optimizer
+
+
+def float_key(label, mode):
+    """The float network each ratio is taken to: same tree, mode and round."""
+    return label, mode, 0, "nn.Momentum"
 
 
 def summarise(args, rounds):
     """Per configuration: the median over rounds of each figure, and of its ratio to the float
     network of the same tree, mode and round (with the rounds' range for the step-time ratio)."""
     rows = []
-    for label, _, mode, bits in configurations(args):
-        measured = [measured[(label, mode, bits)] for measured in rounds]
-        floats = [measured[(label, mode, 0)] for measured in rounds]
-        row = {"tree": label, "mode": mode, "bits": bits}
+    for label, _, mode, bits, optimizer in configurations(args):
+        measured = [measured[(label, mode, bits, optimizer)] for measured in rounds]
+        floats = [measured[float_key(label, mode)] for measured in rounds]
+        row = {"tree": label, "mode": mode, "bits": bits, "optimizer": optimizer}
         for key in ("step_s", "first_step_s", "peak_rss_gb", "infer_images_per_s", "infer_speed_vs_float_twin",
                     "packed_mindir_time_ratio"):
             if key in measured[0]:
@@ -174,15 +193,15 @@ def summarise(args, rounds):
 
 
 def table(rows):
-    lines = ["| code | mode | weights | step (s) | step ratio (range) | peak memory (GB) | memory ratio | "
+    lines = ["| code | mode | weights | optimizer | step (s) | step ratio (range) | peak memory (GB) | memory ratio | "
              "first step (s) | first-step ratio | inference (img/s) | inference vs float twin | "
              "packed MINDIR time vs converted MINDIR |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         low, high = r["step_s_ratio_range"]
         packed = f"{r['packed_mindir_time_ratio']:.2f}x" if "packed_mindir_time_ratio" in r else "-"
         lines.append(
-            f"| {r['tree']} | {r['mode']} | {'W' + str(r['bits']) if r['bits'] else 'float'} "
+            f"| {r['tree']} | {r['mode']} | {'W' + str(r['bits']) if r['bits'] else 'float'} | {r['optimizer']} "
             f"| {r['step_s']:.3f} | {r['step_s_ratio']:.2f}x ({low:.2f}-{high:.2f}) "
             f"| {r['peak_rss_gb']:.2f} | {r['peak_rss_gb_ratio']:.2f}x "
             f"| {r['first_step_s']:.1f} | {r['first_step_s_ratio']:.2f}x "
@@ -194,25 +213,26 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.worker:
-        mode, bits, tree = args.worker
-        print(json.dumps(measure(mode, int(bits), args, None if tree == "-" else tree)))
+        mode, bits, tree, optimizer = args.worker
+        print(json.dumps(measure(mode, int(bits), args, None if tree == "-" else tree, optimizer)))
         return None
     rounds = []
     for round_index in range(args.rounds):
         measured = {}
-        for label, tree, mode, bits in configurations(args):
-            print(f"round {round_index + 1}/{args.rounds}: {label} {mode} {'W' + str(bits) if bits else 'float'} ...",
-                  file=sys.stderr, flush=True)
-            measured[(label, mode, bits)] = run_worker(mode, bits, tree, argv)
+        for label, tree, mode, bits, optimizer in configurations(args):
+            print(f"round {round_index + 1}/{args.rounds}: {label} {mode} {'W' + str(bits) if bits else 'float'} "
+                  f"{optimizer} ...", file=sys.stderr, flush=True)
+            measured[(label, mode, bits, optimizer)] = run_worker(mode, bits, tree, optimizer, argv)
         rounds.append(measured)
     rows = summarise(args, rounds)
     print(f"ResNet18 width {args.width}, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
-          f"Momentum; median of {args.steps} steps per process, median of {args.rounds} interleaved rounds; "
+          f"weight decay 1e-4; median of {args.steps} steps per process, median of {args.rounds} interleaved rounds; "
           f"{args.device_target}, {os.cpu_count()} CPU cores" +
           (f"; baseline: {args.baseline_tree}" if args.baseline_tree else ""))
     print(table(rows))
     save_results(args.json, args, rows=rows,
-                 rounds=[[{"tree": key[0], **value} for key, value in measured.items()] for measured in rounds])
+                 rounds=[[{"tree": key[0], "optimizer": key[3], **value} for key, value in measured.items()]
+                         for measured in rounds])
     return rows
 
 

@@ -10,7 +10,10 @@ shows the median over rounds with the range the rounds spanned.
     python benchmarks/recipe_benchmark.py                         # widths 16 and 64, 3 rounds
     python benchmarks/recipe_benchmark.py --widths 16 --rounds 5 --bits 1
 
-The weight path: `fused` is the C++ kernel, `plain` MindSpore ops (MINDSPORE_SLB_NATIVE=0),
+The weight path: `fused` is the C++ kernel with the logits' optimizer step inside it (the recipe's
+default, `fused_logit_update` True), `fused_bfloat16` that with the logits and their momentum in
+bfloat16 (`search_dtype` "bfloat16"), `fused_nn_momentum` the same kernel with nn.Momentum updating
+the logits (`fused_logit_update` False), `plain` MindSpore ops (MINDSPORE_SLB_NATIVE=0, nn.Momentum),
 `default` what the package picks by itself, and `golden_stick` Golden Stick's SLB in the same recipe
 (`--anchor DIR`, the environment benchmarks/golden_stick_env.sh builds; its own MindSpore):
 
@@ -30,14 +33,18 @@ from side_by_side import anchor_python, serve_golden_stick  # beside this script
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 from slb_recipe.synthetic_data import write_cifar10_binary  # noqa: E402
-PATH_ENVIRONMENT = {"default": None, "fused": "1", "plain": "0", "golden_stick": None}
+PATH_ENVIRONMENT = {"default": None, "fused": "1", "fused_bfloat16": "1", "fused_nn_momentum": "1", "plain": "0",
+                    "golden_stick": None}
+# Recipe settings a path changes.
+PATH_SETTINGS = {"fused_nn_momentum": {"fused_logit_update": False}, "fused_bfloat16": {"search_dtype": "bfloat16"}}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--bits", type=int, nargs="+", default=[1, 2, 4], choices=[1, 2, 4])
-    parser.add_argument("--paths", nargs="+", default=["fused", "plain"], choices=sorted(PATH_ENVIRONMENT))
+    parser.add_argument("--paths", nargs="+", default=["fused", "fused_bfloat16", "fused_nn_momentum"],
+                        choices=sorted(PATH_ENVIRONMENT))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40, help="training steps per epoch")
     parser.add_argument("--batch_size", type=int, default=32)
@@ -59,7 +66,7 @@ def parse_args(argv=None):
     return args
 
 
-def measure(args, data, output, width, quant_type):
+def measure(args, data, output, width, quant_type, path):
     """Per-step milliseconds of the second epoch of one recipe run, in this process."""
     from slb_recipe import train  # pylint: disable=import-outside-toplevel
     from slb_recipe.config import parse_args as recipe_args  # pylint: disable=import-outside-toplevel
@@ -70,7 +77,7 @@ def measure(args, data, output, width, quant_type):
         "train_image_size": args.image_size, "eval_image_size": args.image_size,
         "train_num_samples": args.steps * args.batch_size, "epoch_size": 2, "warmup_epochs": 0,
         "save_checkpoint": False, "plots": False, "mode_name": args.mode_name,
-        "num_parallel_workers": args.num_parallel_workers,
+        "num_parallel_workers": args.num_parallel_workers, **PATH_SETTINGS.get(path, {}),
     }
     config = recipe_args([item for key, value in settings.items() for item in (f"--{key}", str(value))])
     return train.run(config)["history"][-1]["step_time_ms"]
@@ -126,7 +133,7 @@ def main(argv=None):
         data, output, width, quant_type, path = args.worker
         if path == "golden_stick":
             serve_golden_stick(args.anchor)
-        print(json.dumps(measure(args, data, output, int(width), quant_type)))
+        print(json.dumps(measure(args, data, output, int(width), quant_type, path)))
         return None
     with tempfile.TemporaryDirectory() as data:
         write_cifar10_binary(data)

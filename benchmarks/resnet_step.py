@@ -20,13 +20,26 @@ def slb_resnet18(bits, width, **slb_config):
     return algo.apply(network), algo
 
 
-def momentum_train_step(network, learning_rate=0.01, momentum=0.9):
-    """One training step of network (cross entropy, Momentum over every trainable parameter), in training mode."""
+# The optimizers a step can take: MindSpore's, the package's with the logits' step fused into the
+# kernel (mindspore_slb.SlbMomentum), and that with the logits and their momentum in bfloat16.
+OPTIMIZERS = ("nn.Momentum", "SlbMomentum", "SlbMomentum_bfloat16")
+# The SLB settings each optimizer trains with.
+OPTIMIZER_SLB_CONFIG = {"SlbMomentum_bfloat16": {"search_dtype": "bfloat16"}}
+
+
+def momentum_train_step(network, learning_rate=0.01, momentum=0.9, optimizer="nn.Momentum"):
+    """One training step of network (cross entropy, Momentum over every trainable parameter, weight
+    decay 1e-4 as the recipe), in training mode; `optimizer` one of OPTIMIZERS (the network built
+    with its OPTIMIZER_SLB_CONFIG)."""
     from mindspore import nn  # pylint: disable=import-outside-toplevel
 
+    if optimizer.startswith("SlbMomentum"):
+        from mindspore_slb import SlbMomentum as optimizer_type  # pylint: disable=import-outside-toplevel
+    else:
+        optimizer_type = nn.Momentum
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     step = nn.TrainOneStepCell(nn.WithLossCell(network, loss),
-                               nn.Momentum(network.trainable_params(), learning_rate, momentum))
+                               optimizer_type(network.trainable_params(), learning_rate, momentum, weight_decay=1e-4))
     step.set_train(True)
     return step
 

@@ -85,6 +85,9 @@ OPTIONS = {
     "search_start": Option(str, "float", "where SLB's search starts: 'float' (the soft weight is the float "
                                          "network's, for a trained network) or 'random' (every candidate about "
                                          "equally likely, for training from scratch)", ("float", "random")),
+    "search_dtype": Option(str, "float32", "how SLB's logits and their momentum are stored: 'float32', or "
+                                           "'bfloat16' for half their memory (needs fused_logit_update)",
+                           ("float32", "bfloat16")),
     "enable_dense_quant": Option(bool, False, "quantize the classifier (nn.Dense) too"),
     "exclude_layers": Option(str, "", "comma-separated fnmatch patterns of layers kept in float, e.g. 'conv1,end_point'"),
     "layer_bits": Option(str, "", "comma-separated pattern:bits pairs (bits 1, 2 or 4) overriding quant_type's "
@@ -93,6 +96,9 @@ OPTIONS = {
     "epoch_size": Option(int, 100, "total epochs of the run", minimum=1),
     "loss_scale": Option(float, 1024.0, "fixed loss scale", minimum=1e-12),
     "momentum": Option(float, 0.9, "SGD momentum", minimum=0, maximum=1),
+    "fused_logit_update": Option(bool, True, "SLB's logits take their Momentum step inside the fused CPU kernel "
+                                             "(mindspore_slb.SlbMomentum; nn.Momentum when False or under "
+                                             "run_distribute)"),
     "weight_decay": Option(float, 1e-4, "weight decay of conv and dense weights", minimum=0),
     "warmup_epochs": Option(int, 5, "epochs of linear warmup from lr_init to lr_max", minimum=0),
     "lr_decay_mode": Option(str, "poly", "learning-rate decay after warmup", DECAY_MODES),
@@ -322,6 +328,10 @@ def _check_consistency(values, given):
     if values["has_trained_epoch"] >= values["epoch_size"]:
         raise ConfigError(f"config key 'has_trained_epoch' must be < epoch_size ({values['epoch_size']}), "
                           f"got {values['has_trained_epoch']}")
+    if values["search_dtype"] != "float32" and (not values["fused_logit_update"] or values["run_distribute"]):
+        raise ConfigError(f"config key 'search_dtype' '{values['search_dtype']}' needs fused_logit_update True and "
+                          f"run_distribute False (only SlbMomentum steps bfloat16 logits), got fused_logit_update "
+                          f"{values['fused_logit_update']} and run_distribute {values['run_distribute']}")
     if values["dataset"] != "digits" and not values["data_path"]:
         raise ConfigError(f"config key 'data_path' must name the {values['dataset']} folder, got ''")
 

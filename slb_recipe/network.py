@@ -32,6 +32,7 @@ def build_slb_algorithm(config, has_trained_epoch):
         "layer_bits": {pattern: dtypes[bits] for pattern, bits in parse_layer_bits(config.layer_bits).items()},
         "weight_search": quant_type.search,
         "search_start": config.search_start,
+        "search_dtype": config.search_dtype,
     })
 
 

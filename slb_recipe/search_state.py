@@ -24,7 +24,7 @@ def searched_layers(net):
         logits = getattr(layer, "weight_logits", None)
         if logits is not None:
             temperature = float(layer.weight_quantizer().temperature.asnumpy().ravel()[0])
-            found.append((path, logits.asnumpy(), temperature))
+            found.append((path, logits.asnumpy().astype(np.float32), temperature))
     return found
 
 

@@ -9,6 +9,8 @@ on the same temperature and learning-rate schedule as an uninterrupted run.
 import mindspore as ms
 import mindspore.nn as nn
 
+import mindspore_slb
+
 from slb_recipe import plots
 from slb_recipe.callbacks import AverageBatchNormStatistics, CheckpointSaver, EpochReport, TrainingPlots
 from slb_recipe.checkpoints import (checkpoint_dir, checkpoint_record, epoch_reached, load_into_network,
@@ -55,13 +57,17 @@ def build_optimizer(config, net, lrs, resumed):
     learning-rate array: the optimizer gets the remaining slice of the schedule and counts from
     its start. A checkpoint without buffers (not written by this recipe) starts them at zero.
     """
-    optimizer = nn.Momentum(parameter_groups(net, config.weight_decay), ms.Tensor(lrs), config.momentum,
-                            loss_scale=config.loss_scale)
+    # SlbMomentum updates the logits before any all-reduce could average their gradients.
+    momentum_type = mindspore_slb.SlbMomentum if config.fused_logit_update and not config.run_distribute \
+        else nn.Momentum
+    optimizer = momentum_type(parameter_groups(net, config.weight_decay), ms.Tensor(lrs), config.momentum,
+                              loss_scale=config.loss_scale)
     if resumed is not None:
         # Set the buffers one by one: load_param_into_net on an optimizer strips the "moments."
-        # prefix and would write the buffers into the network's own parameters.
-        for buffer in optimizer.moments:
-            if buffer.name in resumed:
+        # prefix and would write the buffers into the network's own parameters. Both optimizers
+        # name them "moments.<parameter>", so either resumes the other's checkpoint.
+        for buffer in optimizer.get_parameters():
+            if buffer.name.startswith("moments.") and buffer.name in resumed:
                 buffer.set_data(resumed[buffer.name])
     return optimizer
 

@@ -16,11 +16,15 @@ def test_tiny_benchmark_reports_each_configuration_against_a_baseline_tree(tmp_p
                            "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if "| GRAPH |" in line]
-    assert [(row.split("|")[1].strip(), row.split("|")[3].strip()) for row in rows] == \
-        [("current", "float"), ("baseline", "float"), ("current", "W1"), ("baseline", "W1")]
+    # SlbMomentum for SLB on the current tree only: a float network has no logits, the baseline
+    # tree is measured as an older checkout would be.
+    assert [tuple(row.split("|")[index].strip() for index in (1, 3, 4)) for row in rows] == \
+        [("current", "float", "nn.Momentum"), ("baseline", "float", "nn.Momentum"),
+         ("current", "W1", "nn.Momentum"), ("current", "W1", "SlbMomentum"), ("current", "W1", "SlbMomentum_bfloat16"),
+         ("baseline", "W1", "nn.Momentum")]
     assert "| 1.00x (1.00-1.00) |" in rows[0]
     saved = json.loads(out.read_text())
-    assert len(saved["rounds"]) == 1 and len(saved["rounds"][0]) == 4
+    assert len(saved["rounds"]) == 1 and len(saved["rounds"][0]) == 6
     for row in saved["rows"]:
         assert row["step_s"] > 0 and row["first_step_s"] > 0 and row["peak_rss_gb"] > 0
         assert row["infer_images_per_s"] > 0 and row["infer_speed_vs_float_twin"] > 0
@@ -45,10 +49,12 @@ def test_recipe_benchmark_times_each_configuration_against_float_in_each_round(t
     out = tmp_path / "recipe.json"
     done = subprocess.run([sys.executable, RECIPE_SCRIPT, "--widths", "4", "--bits", "1", "--rounds", "2",
                            "--steps", "2", "--batch_size", "4", "--image_size", "16", "--num_parallel_workers", "1",
-                           "--paths", "plain", "--json", str(out)], capture_output=True, text=True, timeout=900)
+                           "--paths", "plain", "fused_nn_momentum", "fused_bfloat16", "--json", str(out)],
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["width"], r["quant_type"], r["path"]) for r in rows] == [(4, "W32", "-"), (4, "W1", "plain")]
+    assert [(r["width"], r["quant_type"], r["path"]) for r in rows] == \
+        [(4, "W32", "-"), (4, "W1", "plain"), (4, "W1", "fused_nn_momentum"), (4, "W1", "fused_bfloat16")]
     float_row = rows[0]
     assert float_row["ratio"] == float_row["ratio_min"] == float_row["ratio_max"] == 1.0
     for row in rows:

@@ -12,6 +12,7 @@ from slb_recipe import callbacks
 from slb_recipe import checkpoints as recipe
 from slb_recipe import train
 from slb_recipe.checkpoints import epoch_reached
+from slb_recipe.config import ConfigError, load_config
 from slb_recipe.output_folder import claimed_folder
 
 # Both differ between a straight and a resumed run by design: the resumed optimizer holds only the
@@ -168,3 +169,37 @@ def test_epoch_line_times_batchnorm_calibration_apart_from_the_training_steps(ca
     assert record["decidedness"] is None
     assert ("epoch time 30.00 s, per step 10000.0 ms, temperature n/a, lr 0.1, then BatchNorm calibration 4.50 s"
             in capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("mode_name", ["GRAPH", "PYNATIVE"])
+def test_fused_logit_update_trains_what_nn_momentum_trains(tmp_path, mode_name):
+    """The recipe's default optimizer (SlbMomentum) against nn.Momentum: the same checkpoint entries,
+    so either resumes the other's run, and the same weights to float32 rounding."""
+    settings = dict(RESUME_SETTINGS, epoch_size=2, quant_type="W2", mode_name=mode_name)
+    fused = train.main(tiny_args(tmp_path / "fused", **settings))
+    plain = train.main(tiny_args(tmp_path / "plain", fused_logit_update=False, **settings))
+    want, have = network_state(plain["checkpoint"]), network_state(fused["checkpoint"])
+    assert set(want) == set(have) and any(name.endswith("weight_logits") for name in want)
+    for name, value in want.items():
+        np.testing.assert_allclose(have[name], value, rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("overrides", [{"fused_logit_update": False}, {"run_distribute": True}])
+def test_bfloat16_search_state_needs_the_fused_update(tmp_path, overrides):
+    with pytest.raises(ConfigError, match="'search_dtype' 'bfloat16' needs fused_logit_update True and "
+                                          "run_distribute False"):
+        load_config(tiny_args(tmp_path, search_dtype="bfloat16", **overrides))
+
+
+def test_bfloat16_search_state_run_saves_and_resumes(tmp_path):
+    """search_dtype bfloat16: the checkpoint holds the logits and their momentum in bfloat16, and a run
+    resumes from it (rounding draws follow the optimizer's step count, so not bit for bit)."""
+    settings = dict(RESUME_SETTINGS, epoch_size=3, quant_type="W2", search_dtype="bfloat16")
+    first = train.main(tiny_args(tmp_path / "run", **dict(settings, epoch_size=2)))
+    saved = ms.load_checkpoint(first["checkpoint"])
+    logits = [name for name in saved if name.endswith("weight_logits") and not name.startswith("moments.")]
+    assert logits and all(saved[name].dtype == ms.bfloat16 and saved["moments." + name].dtype == ms.bfloat16
+                          for name in logits)
+    resumed = train.main(tiny_args(tmp_path / "resumed", **settings) + ["--pre_trained", first["checkpoint"]])
+    assert [record["epoch"] for record in resumed["history"]] == [3]
+    assert np.isfinite(resumed["history"][0]["loss"])

@@ -5,6 +5,8 @@ benchmarks/side_by_side.py imports it before the repository's own mindspore_slb.
 top-level names only, so this file is all a Golden Stick run needs of "mindspore_slb".
 """
 from mindspore.common.dtype import QuantDtype
+# Golden Stick trains its logits with the plain optimizer: it has no fused update.
+from mindspore.nn import Momentum as SlbMomentum
 from mindspore_gs import SlbQuantAwareTraining as GoldenStickSlbQuantAwareTraining
 from mindspore_gs.quantization.slb.slb_fake_quantizer import SlbFakeQuantizerPerLayer
 
