@@ -20,10 +20,10 @@ packed MINDIR export leaves those columns empty.
     python benchmarks/benchmark.py --bits 1 --modes GRAPH --steps 5 --rounds 1
     python benchmarks/benchmark.py --baseline_tree /tmp/before --rounds 3
 
---optimizers chooses the training step's optimizer: nn.Momentum, SlbMomentum (the logits' step
+--optimizers chooses the training step's optimizers: nn.Momentum, SlbMomentum (the logits' step
 fused into the kernel) and SlbMomentum_bfloat16 (that, with the logits and their momentum stored in
-bfloat16, search_dtype "bfloat16"); SLB configurations run once per optimizer, a float network has
-no logits and runs with nn.Momentum, and a baseline tree with nn.Momentum only.
+bfloat16, search_dtype "bfloat16"); SLB configurations run once per optimizer, while the float
+network (no logits) and a baseline tree run with nn.Momentum only.
 """
 import argparse
 import json
@@ -160,10 +160,8 @@ def configurations(args):
     for mode in args.modes:
         for bits in [0] + args.bits:
             for label, tree in trees:
-                for optimizer in args.optimizers:
-                    # A float network has no logits to fuse; an older tree has no SlbMomentum.
-                    if optimizer != "nn.Momentum" and (not bits or tree):
-                        continue
+                # A float network has no logits to fuse; an older tree has no SlbMomentum.
+                for optimizer in args.optimizers if bits and not tree else ["nn.Momentum"]:
                     yield label, tree, mode, bits, optimizer
 
 

@@ -112,3 +112,15 @@ def test_tiny_onnx_benchmark_reports_sizes_times_and_equal_outputs(tmp_path):
     assert row["float_bytes"] == os.path.getsize(tmp_path / "w2.onnx")
     assert row["packed_vs_float_onnx"] == 0 and row["packed_vs_converted"] < 1e-5 and row["ratio"][0] > 0
     assert [line for line in done.stdout.splitlines() if line.startswith("| W2 | ")]
+
+
+def test_performance_report_prints_every_table_from_one_run(tmp_path):
+    rows, out = run_benchmark("performance.py", "--rounds", "1", "--recipe_steps", "2", "--paths", "fused",
+                              "--optimizers", "SlbMomentum", "--recipe_widths", "4", "--step_width", "4",
+                              "--output", str(tmp_path), timeout=900)
+    for title in ("Recipe epochs", "Isolated step, GRAPH", "Peak training memory"):
+        assert f"**{title}" in out
+    assert (tmp_path / "recipe.json").is_file() and (tmp_path / "step.json").is_file()
+    cells = {row[0].strip(): row[1:] for row in rows if row[0].strip() != "---"}
+    for label in ("4, fused", "SlbMomentum", "GRAPH, SlbMomentum", "PYNATIVE, SlbMomentum"):
+        assert all(cell.strip().endswith(")") and "x (" in cell for cell in cells[label]), (label, cells[label])
