@@ -19,6 +19,7 @@ packed MINDIR export leaves those columns empty.
     python benchmarks/benchmark.py                       # ResNet18, 32x32, batch 32, GRAPH and PYNATIVE
     python benchmarks/benchmark.py --bits 1 --modes GRAPH --steps 5 --rounds 1
     python benchmarks/benchmark.py --baseline_tree /tmp/before --rounds 3
+    python benchmarks/benchmark.py --training_only      # step and memory only, no inference or export
 
 --optimizers chooses the training step's optimizers: nn.Momentum, SlbMomentum (the logits' step
 fused into the kernel) and SlbMomentum_bfloat16 (that, with the logits and their momentum stored in
@@ -58,6 +59,8 @@ def parse_args(argv=None):
     parser.add_argument("--baseline_tree", help="another checkout whose mindspore_slb is measured alongside")
     parser.add_argument("--json", default="benchmark.json",
                         help="where to save the results (default: %(default)s in the current folder)")
+    parser.add_argument("--training_only", action="store_true",
+                        help="time training only, not inference and the exported files")
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
     parser.add_argument("--worker", nargs=4, metavar=("MODE", "BITS", "TREE", "OPTIMIZER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -108,6 +111,9 @@ def measure(mode, bits, args, tree=None, optimizer="nn.Momentum"):
     step_time = median_seconds(step, args.steps)
     # Training's high-water mark, before the inference networks below add their own.
     peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    training = {"mode": mode, "bits": bits, "first_step_s": first_step, "step_s": step_time, "peak_rss_gb": peak_rss_gb}
+    if args.training_only:
+        return training
     inference_net = algo.convert(network) if algo else network
     # convert and packed_network both rewrite their network in place: the packed MINDIR comes from
     # a second network of the same shape (inference time does not depend on the weights' values).
@@ -132,9 +138,7 @@ def measure(mode, bits, args, tree=None, optimizer="nn.Momentum"):
         for name, net in networks.items():
             times[name].append(median_seconds(lambda net=net: net(images).asnumpy(), 1))
     infer_time, twin_time = statistics.median(times["inference"]), statistics.median(times["float_twin"])
-    result = {"mode": mode, "bits": bits, "first_step_s": first_step, "step_s": step_time,
-              "peak_rss_gb": peak_rss_gb,
-              "infer_images_per_s": args.batch_size / infer_time,
+    result = {**training, "infer_images_per_s": args.batch_size / infer_time,
               "infer_speed_vs_float_twin": twin_time / infer_time}
     if packed_net:
         # Per-round time ratios: their median, and their quartiles as the spread.
@@ -198,12 +202,14 @@ def table(rows):
     for r in rows:
         low, high = r["step_s_ratio_range"]
         packed = f"{r['packed_mindir_time_ratio']:.2f}x" if "packed_mindir_time_ratio" in r else "-"
+        inference = (f"{r['infer_images_per_s']:.0f} | {r['infer_speed_vs_float_twin']:.2f}x"
+                     if "infer_images_per_s" in r else "- | -")
         lines.append(
             f"| {r['tree']} | {r['mode']} | {'W' + str(r['bits']) if r['bits'] else 'float'} | {r['optimizer']} "
             f"| {r['step_s']:.3f} | {r['step_s_ratio']:.2f}x ({low:.2f}-{high:.2f}) "
             f"| {r['peak_rss_gb']:.2f} | {r['peak_rss_gb_ratio']:.2f}x "
             f"| {r['first_step_s']:.1f} | {r['first_step_s_ratio']:.2f}x "
-            f"| {r['infer_images_per_s']:.0f} | {r['infer_speed_vs_float_twin']:.2f}x | {packed} |")
+            f"| {inference} | {packed} |")
     return "\n".join(lines)
 
 

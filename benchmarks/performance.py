@@ -116,7 +116,7 @@ def main(argv=None):
     run("recipe_benchmark.py", ["--widths", *map(str, args.recipe_widths), "--rounds", str(args.rounds), "--steps",
                                 str(args.recipe_steps), "--paths", *paths, "--json", recipe_json])
     run("benchmark.py", ["--width", str(args.step_width), "--modes", "GRAPH", "PYNATIVE", "--rounds", str(args.rounds),
-                         "--optimizers", *args.optimizers, "--json", step_json])
+                         "--optimizers", *args.optimizers, "--training_only", "--json", step_json])
     with open(recipe_json, encoding="utf-8") as recipe, open(step_json, encoding="utf-8") as step:
         tables = recipe_tables(json.load(recipe)) + step_tables(json.load(step))
     print("\n".join(tables))
