@@ -122,7 +122,7 @@ class SlbMomentum(nn.Momentum):
             constants = Tensor([_weight_decay_of(logits, params, weight_decay) * self.loss_scale,
                                 1.0 / self.loss_scale if self.need_scale else 1.0], ms.float32)
             SlbFakeQuantizerPerLayer.of_logits(logits).bind_logit_update(
-                moment, (learning_rates, self.global_step, self.momentum, constants))
+                (moment, learning_rates, self.global_step, self.momentum, constants))
 
     @staticmethod
     def _check_fusable(use_nesterov):

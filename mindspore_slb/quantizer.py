@@ -354,13 +354,12 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
             return None
         return quantizer
 
-    def bind_logit_update(self, moment, step_inputs):
-        """From now on, the backward pass applies Momentum's step to the logits in place, with
-        ``moment`` (Parameter of the logits' shape) and the hyper-parameters that
-        ``native.update_hyper_parameters(*step_inputs)`` computes each step; the logits' gradient
-        is a token."""
+    def bind_logit_update(self, update_inputs):
+        """From now on, the backward pass applies Momentum's step to the logits in place, with the
+        optimizer's state ``update_inputs`` (the tuple ``native.UPDATE_INPUTS`` names); the logits'
+        gradient is a token."""
         ops_by_scale = tuple(native.soft_weight_update_op(len(self.values), scaled) for scaled in (False, True))
-        object.__setattr__(self, "_logit_update", ops_by_scale + (moment, step_inputs))
+        object.__setattr__(self, "_logit_update", ops_by_scale + tuple(update_inputs))
 
     def start_at_temperature(self, searched, temperature, rng=None):
         """Set the temperature to the schedule's first ``temperature`` and divide the start logits
@@ -432,11 +431,10 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
             weight = self.hard_weight(logits)
             return weight if scale is None else scale_weight(weight, scale)
         if self._logit_update is not None:
-            update, scaled_update, moment, step_inputs = self._logit_update
-            hyper = native.update_hyper_parameters(*step_inputs)
+            update, scaled_update, moment, rates, step, momentum, layer = self._logit_update
             if scale is None:
-                return update(logits, self.temperature, self.hard_flag, moment, hyper)
-            return scaled_update(logits, self.temperature, self.hard_flag, scale, moment, hyper)
+                return update(logits, self.temperature, self.hard_flag, moment, rates, step, momentum, layer)
+            return scaled_update(logits, self.temperature, self.hard_flag, scale, moment, rates, step, momentum, layer)
         if self._fused is not None:
             if scale is None:
                 return self._fused(logits, self.temperature, self.hard_flag)

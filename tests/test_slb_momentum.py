@@ -179,15 +179,17 @@ class _UpdatedLogits(nn.Cell):
         start = np.stack([np.zeros(size), np.ones(size)]).astype(np.float32)
         self.logits = ms.Parameter(Tensor(start).astype(ms.bfloat16), name="logits")
         self.moment = ms.Parameter(Tensor(np.zeros_like(start)).astype(ms.bfloat16), name="moment")
-        self.learning_rate = learning_rate
-        self.step = ms.Parameter(Tensor([0.0], ms.float32), name="step", requires_grad=False)
+        # The optimizer's state as SlbMomentum passes it: no momentum, no decay, no loss scale.
+        self.learning_rate = Tensor(learning_rate, ms.float32)
+        self.step = ms.Parameter(Tensor([0], ms.int32), name="step", requires_grad=False)
+        self.momentum = Tensor(0.0, ms.float32)
+        self.layer_values = Tensor([0.0, 1.0], ms.float32)
         self.temperature = Tensor([1e-3], ms.float32)
         self.hard = Tensor([0.0], ms.float32)
 
     def construct(self):
-        # No momentum, no decay; the step counter as SlbMomentum passes it.
-        hyper = ops.stop_gradient(ops.concat((Tensor([self.learning_rate, 0.0, 0.0, 1.0], ms.float32), self.step)))
-        return self.update(self.logits, self.temperature, self.hard, self.moment, hyper).sum()
+        return self.update(self.logits, self.temperature, self.hard, self.moment, self.learning_rate, self.step,
+                           self.momentum, self.layer_values).sum()
 
 
 def test_stochastic_rounding_keeps_steps_below_bfloat16_resolution(mode):
@@ -197,7 +199,7 @@ def test_stochastic_rounding_keeps_steps_below_bfloat16_resolution(mode):
     cell = _UpdatedLogits(size, learning_rate=1.0)
     step = ms.grad(cell, grad_position=None, weights=cell.logits)
     for index in range(steps):
-        ops.assign(cell.step, Tensor([float(index)], ms.float32))
+        ops.assign(cell.step, Tensor([index], ms.int32))
         step()
     moved = cell.logits.asnumpy().astype(np.float64) - np.stack([np.zeros(size), np.ones(size)])
     # The gradient of the summed weight tanh(T (a1 - a0) / 2) is -+T/2 at a1 - a0 = 1 and T = 1e-3:

@@ -22,7 +22,7 @@ import threading
 import mindspore
 from mindspore import ops
 
-__all__ = ["soft_weight_op", "soft_weight_update_op", "UPDATE_HYPER_PARAMETERS", "update_hyper_parameters"]
+__all__ = ["soft_weight_op", "soft_weight_update_op", "UPDATE_INPUTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,22 +45,11 @@ _ENTRY_POINTS = ("SlbSoftWeightForward", "SlbSoftWeightBackward", "SlbScaledWeig
                  "SlbScaledWeightBackward", "SlbSoftWeightBackwardUpdate", "SlbScaledWeightBackwardUpdate",
                  "SlbThreadsFor")
 
-# The fused update's step, one float32 each, in the kernel's order.
-UPDATE_HYPER_PARAMETERS = ("learning_rate", "momentum", "weight_decay_times_loss_scale", "gradient_scale",
-                           "step")
+# The fused update's inputs, in the kernel's order: the logits' momentum buffer; the optimizer's
+# learning rate (one value, or one per step), step counter and momentum, as it holds them; and the
+# layer's [weight decay times the loss scale, gradient scale].
+UPDATE_INPUTS = ("moment", "learning_rates", "global_step", "momentum", "layer_values")
 
-
-
-def update_hyper_parameters(learning_rates, global_step, momentum, constants):
-    """The fused update's [5] values for the current step, in the order of UPDATE_HYPER_PARAMETERS:
-    the learning rate as nn.Optimizer reads it (one value, or per-step values indexed by its
-    ``global_step``), the ``momentum``, the two ``constants`` and the step (stochastic rounding
-    draws anew each step). Runs in the training graph."""
-    if learning_rates.ndim == 1:
-        learning_rates = ops.gather(learning_rates, global_step, 0)
-    # No gradient flows back: the update op's bprop answers for them with its one-element token.
-    return ops.stop_gradient(ops.concat((learning_rates.reshape((1,)), momentum.reshape((1,)), constants,
-                                         global_step.astype(mindspore.float32).reshape((1,)))))
 
 
 _lock = threading.Lock()
@@ -180,27 +169,28 @@ def _make_ops(library):
 
     backward_update = ops.Custom(
         f"{library}:SlbSoftWeightBackwardUpdate",
-        out_shape=lambda logits, temperature, hard, dout, moment, hyper: [1],
-        out_dtype=lambda logits, temperature, hard, dout, moment, hyper: _token_dtype(logits, moment),
+        out_shape=lambda logits, temperature, hard, dout, moment, *update: [1],
+        out_dtype=lambda logits, temperature, hard, dout, moment, *update: _token_dtype(logits, moment),
         func_type="aot",
     )
 
-    # The token stands for the gradients of the logits, their momentum and the hyper-parameters:
-    # none of them is differentiated further, and a full-size gradient is what the update avoids.
-    def update_bprop(logits, temperature, hard, moment, hyper, out, dout):
-        token = backward_update(logits, temperature, hard, dout, moment, hyper)
-        return token, ops.zeros_like(temperature), ops.zeros_like(hard), token, token
+    # The token stands for the gradients of the logits and of the update's inputs: none of them is
+    # differentiated further, and a full-size gradient is what the update avoids.
+    def update_bprop(logits, temperature, hard, moment, rates, step, momentum, layer, out, dout):
+        token = backward_update(logits, temperature, hard, dout, moment, rates, step, momentum, layer)
+        return (token, ops.zeros_like(temperature), ops.zeros_like(hard)) + (token,) * len(UPDATE_INPUTS)
 
     scaled_backward_update = ops.Custom(
         f"{library}:SlbScaledWeightBackwardUpdate",
-        out_shape=lambda logits, temperature, hard, scale, dout, moment, hyper: ([1], scale),
-        out_dtype=lambda logits, temperature, hard, scale, dout, moment, hyper: (_token_dtype(logits, moment), scale),
+        out_shape=lambda logits, temperature, hard, scale, dout, moment, *update: ([1], scale),
+        out_dtype=lambda logits, temperature, hard, scale, dout, moment, *update: (_token_dtype(logits, moment), scale),
         func_type="aot",
     )
 
-    def scaled_update_bprop(logits, temperature, hard, scale, moment, hyper, out, dout):
-        token, dscale = scaled_backward_update(logits, temperature, hard, scale, dout, moment, hyper)
-        return token, ops.zeros_like(temperature), ops.zeros_like(hard), dscale, token, token
+    def scaled_update_bprop(logits, temperature, hard, scale, moment, rates, step, momentum, layer, out, dout):
+        token, dscale = scaled_backward_update(logits, temperature, hard, scale, dout, moment, rates, step, momentum,
+                                               layer)
+        return (token, ops.zeros_like(temperature), ops.zeros_like(hard), dscale) + (token,) * len(UPDATE_INPUTS)
 
     def forward(entry, bprop_function):
         return ops.Custom(
@@ -287,10 +277,12 @@ def _op(library, update, scaled):
 def soft_weight_update_op(num_candidates, scaled=False):
     """The weight op of `soft_weight_op` whose backward kernel also takes the logits' Momentum step.
 
-    Called as `op(logits, temperature, hard_flag, momentum, hyper)` (with `scaled`,
-    `op(logits, temperature, hard_flag, scale, momentum, hyper)`): `momentum` the logits' float32
-    momentum buffer (a Parameter of their shape), `hyper` the step's float32 [5] values named by
-    UPDATE_HYPER_PARAMETERS. The backward pass computes each block's logits gradient and applies
+    Called as `op(logits, temperature, hard_flag, *update)` (with `scaled`,
+    `op(logits, temperature, hard_flag, scale, *update)`), `update` the five inputs UPDATE_INPUTS
+    names: the logits' momentum buffer (a Parameter of their shape and dtype), the optimizer's
+    learning-rate Parameter (one value, or float32 per-step values read at its step counter), its
+    step counter (int32 [1]) and momentum (float32), and the layer's float32 [weight decay times the
+    loss scale, gradient scale]. The backward pass computes each block's logits gradient and applies
     nn.Momentum's step to the logits and their momentum in place; the logits' gradient it returns
     is a one-element token. None where `soft_weight_op` is None.
     """

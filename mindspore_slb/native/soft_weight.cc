@@ -524,18 +524,22 @@ void logits_gradient(const Layer &L, bool hard, const float *g, const Sink &sink
   }
 }
 
+// The fused update's inputs, from the logits' momentum on (read_update checks them).
+constexpr int kUpdateInputs = 5;
+
 // Checks what every entry point shares (count and dtypes of its tensors, the logits' shape) and
 // reads the logits (input 0; float32, float16 or bfloat16), K, N, the temperature and the hard
-// flag. Every other tensor is float32 or float16, but for input `stored_like_logits` (the
-// momentum; -1: none), which the caller checks.
+// flag. Every other tensor is float32 or float16, but for the fused update's inputs from index
+// `update_from` on (-1: none).
 bool read_common(int nparam, int expected, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                 int stored_like_logits, Logits *logits, float *T, bool *hard) {
+                 int update_from, Logits *logits, float *T, bool *hard) {
   int64_t K, N;
   if (nparam != expected || !logits_extent(ndims[0], shapes[0], &K, &N)) return false;
   const Storage type = storage_of(dtypes[0]);
   if (type == Storage::kOther) return false;
   for (int i = 1; i < nparam; ++i) {
-    if (i != stored_like_logits && !is_plain_float(dtypes[i])) return false;
+    const bool update_input = update_from >= 0 && i >= update_from && i < update_from + kUpdateInputs;
+    if (!update_input && !is_plain_float(dtypes[i])) return false;
   }
   *logits = Logits{params[0], type, K, N};
   *T = read_scalar(params[1], dtypes[1]);
@@ -551,14 +555,14 @@ bool scale_fits(int *ndims, int64_t **shapes, int index) {
 }  // namespace
 
 // Inputs: logits [K, ...], temperature [1], hard flag [1] (> 0.5: hard), and for the fused update
-// the momentum and hyper-parameters its backward pass takes, unread here. Output: w [...].
+// the inputs its backward pass takes (see read_update), unread here. Output: w [...].
 extern "C" int SlbSoftWeightForward(int nparam, void **params, int *ndims, int64_t **shapes,
                                     const char **dtypes, void *, void *) {
   Logits a;
   float T;
   bool hard;
-  const bool update = nparam == 6;
-  if (!read_common(nparam, update ? 6 : 4, params, ndims, shapes, dtypes, update ? 3 : -1, &a, &T, &hard)) {
+  const bool update = nparam == 9;
+  if (!read_common(nparam, update ? 9 : 4, params, ndims, shapes, dtypes, update ? 3 : -1, &a, &T, &hard)) {
     return 1;
   }
   Float32View w(params[nparam - 1], dtypes[nparam - 1], a.N, false);
@@ -587,14 +591,14 @@ extern "C" int SlbSoftWeightBackward(int nparam, void **params, int *ndims, int6
 // MindSpore's graph, no multiply whose buffers the memory planner keeps (+0.39 GB peak for
 // ResNet18 width 64 in GRAPH mode) and no op pair per layer to compile.
 // Inputs: logits [K, C, ...], temperature [1], hard flag [1], scale [C], and for the fused update the
-// momentum and hyper-parameters, unread here. Output: w [C, ...].
+// inputs its backward pass takes, unread here. Output: w [C, ...].
 extern "C" int SlbScaledWeightForward(int nparam, void **params, int *ndims, int64_t **shapes,
                                       const char **dtypes, void *, void *) {
   Logits a;
   float T;
   bool hard;
-  const bool update = nparam == 7;
-  if (!read_common(nparam, update ? 7 : 5, params, ndims, shapes, dtypes, update ? 4 : -1, &a, &T, &hard) ||
+  const bool update = nparam == 10;
+  if (!read_common(nparam, update ? 10 : 5, params, ndims, shapes, dtypes, update ? 4 : -1, &a, &T, &hard) ||
       !scale_fits(ndims, shapes, 3)) {
     return 1;
   }
@@ -629,27 +633,38 @@ extern "C" int SlbScaledWeightBackward(int nparam, void **params, int *ndims, in
   return 0;
 }
 
-// The fused update's inputs after the backward's: the logits' momentum [K, ...] and the step's
-// hyper-parameters [5]: learning rate, momentum, weight decay (times the loss scale, as nn.Momentum
-// keeps it), gradient scale (1 / loss scale) and the optimizer's step. The logits and their momentum are updated in
-// place, so both are stored alike, in float32 or bfloat16 (a widened copy would take the update),
-// and have one shape.
+// The fused update's inputs after the backward's (kUpdateInputs, from index `moment`): the logits'
+// momentum [K, ...], stored as the logits are, in float32 or bfloat16 (both are updated in place,
+// and a widened copy would take the update); the optimizer's learning rate, float32, one value or
+// one per step; its step counter, int32 [1]; its momentum, float32; and the layer's float32 [2]:
+// weight decay times the loss scale (as nn.Momentum keeps it) and the gradient scale (1 / loss
+// scale). The learning rate is read as nn.Optimizer reads it, the per-step value at the step
+// counter (the last one past the end).
 bool read_update(void **params, int *ndims, int64_t **shapes, const char **dtypes, int moment, const Logits &a,
                  MomentumUpdate *update) {
-  const int hyper = moment + 1;
+  const int rates = moment + 1, step = moment + 2, momentum = moment + 3, layer = moment + 4;
   const bool stored = (a.type == Storage::kFloat32 || a.type == Storage::kBFloat16) &&
-                      storage_of(dtypes[moment]) == a.type;
-  if (!stored || storage_of(dtypes[hyper]) != Storage::kFloat32 || ndims[moment] != ndims[0] || ndims[hyper] != 1 ||
-      shapes[hyper][0] != 5 || !std::equal(shapes[0], shapes[0] + ndims[0], shapes[moment])) {
+                      storage_of(dtypes[moment]) == a.type && ndims[moment] == ndims[0] &&
+                      std::equal(shapes[0], shapes[0] + ndims[0], shapes[moment]);
+  int64_t rate_count = 1;
+  for (int d = 0; d < ndims[rates]; ++d) rate_count *= shapes[rates][d];
+  if (!stored || storage_of(dtypes[rates]) != Storage::kFloat32 || ndims[rates] > 1 || rate_count < 1 ||
+      std::strcmp(dtypes[step], "int32") != 0 || storage_of(dtypes[momentum]) != Storage::kFloat32 ||
+      storage_of(dtypes[layer]) != Storage::kFloat32 || ndims[layer] != 1 || shapes[layer][0] != 2) {
     return false;
   }
-  const float *h = static_cast<const float *>(params[hyper]);
-  *update = MomentumUpdate{a, params[moment], MomentumStep{h[0], h[1], h[2], h[3], static_cast<uint32_t>(h[4])}};
+  const int32_t counter = *static_cast<const int32_t *>(params[step]);
+  const int64_t index = std::min<int64_t>(std::max<int32_t>(counter, 0), rate_count - 1);
+  const float lr = static_cast<const float *>(params[rates])[index];
+  const float *own = static_cast<const float *>(params[layer]);
+  *update = MomentumUpdate{a, params[moment],
+                           MomentumStep{lr, *static_cast<const float *>(params[momentum]), own[0], own[1],
+                                        static_cast<uint32_t>(counter)}};
   return true;
 }
 
 // The backward pass with the logits' optimizer step fused into it (MomentumUpdate).
-// Inputs: logits [K, ...], temperature [1], hard flag [1], dout [...], momentum [K, ...], hyper [5].
+// Inputs: logits [K, ...], temperature [1], hard flag [1], dout [...], then read_update's five.
 // Output: a one-element token (0) standing for the logits' gradient; logits and momentum are updated.
 extern "C" int SlbSoftWeightBackwardUpdate(int nparam, void **params, int *ndims, int64_t **shapes,
                                            const char **dtypes, void *, void *) {
@@ -657,35 +672,35 @@ extern "C" int SlbSoftWeightBackwardUpdate(int nparam, void **params, int *ndims
   float T;
   bool hard;
   MomentumUpdate update;
-  if (!read_common(nparam, 7, params, ndims, shapes, dtypes, 4, &a, &T, &hard) ||
+  if (!read_common(nparam, 10, params, ndims, shapes, dtypes, 4, &a, &T, &hard) ||
       !read_update(params, ndims, shapes, dtypes, 4, a, &update)) {
     return 1;
   }
   Float32View g(params[3], dtypes[3], a.N, true);
   logits_gradient(Layer{a, a.K, a.N, T, nullptr, a.N}, hard, g.data(), update, nullptr);
-  *static_cast<float *>(params[6]) = 0.0f;  // the token (float32)
+  *static_cast<float *>(params[9]) = 0.0f;  // the token (float32)
   return 0;
 }
 
 // The scaled weight's backward pass with the logits' step fused into it.
 // Inputs: logits [K, C, ...], temperature [1], hard flag [1], scale [C], dout [C, ...],
-// momentum [K, C, ...], hyper [5]. Outputs: the token [1] and dscale [C].
+// then read_update's five. Outputs: the token [1] and dscale [C].
 extern "C" int SlbScaledWeightBackwardUpdate(int nparam, void **params, int *ndims, int64_t **shapes,
                                              const char **dtypes, void *, void *) {
   Logits a;
   float T;
   bool hard;
   MomentumUpdate update;
-  if (!read_common(nparam, 9, params, ndims, shapes, dtypes, 5, &a, &T, &hard) || !scale_fits(ndims, shapes, 3) ||
+  if (!read_common(nparam, 12, params, ndims, shapes, dtypes, 5, &a, &T, &hard) || !scale_fits(ndims, shapes, 3) ||
       !read_update(params, ndims, shapes, dtypes, 5, a, &update)) {
     return 1;
   }
   const int64_t C = shapes[3][0];
   Float32View scale(params[3], dtypes[3], C, true);
   Float32View g(params[4], dtypes[4], a.N, true);
-  Float32View ds(params[8], dtypes[8], C, false);
+  Float32View ds(params[11], dtypes[11], C, false);
   logits_gradient(Layer{a, a.K, a.N, T, scale.data(), a.N / C}, hard, g.data(), update, ds.data());
-  *static_cast<float *>(params[7]) = 0.0f;  // the token (float32)
+  *static_cast<float *>(params[10]) = 0.0f;  // the token (float32)
   ds.narrow_into_tensor();
   return 0;
 }
