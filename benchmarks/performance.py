@@ -36,6 +36,8 @@ def parse_args(argv=None):
                         help="the isolated step's optimizers (benchmark.py)")
     parser.add_argument("--anchor", help="Golden Stick's environment (benchmarks/golden_stick_env.sh): adds its column")
     parser.add_argument("--output", default="performance", help="folder for the two JSON files")
+    parser.add_argument("--report_only", action="store_true",
+                        help="measure nothing: print the tables of the JSON files already in --output")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.recipe_steps < 1:
         parser.error(f"--rounds and --recipe_steps must be at least 1, got {args.rounds} and {args.recipe_steps}")
@@ -105,7 +107,14 @@ def step_tables(step):
                                         if per_round(mode, bits, optimizer, "peak_rss_gb")})
               for mode in modes for optimizer in optimizers]
     return [table("Isolated step, GRAPH: step time / float step", "optimizer", steps),
-            table("Peak training memory / float network's", "mode, optimizer", memory)]
+            table("Peak memory during training / float network's", "mode, optimizer", memory)]
+
+
+def measure(args, paths, recipe_json, step_json):
+    run("recipe_benchmark.py", ["--widths", *map(str, args.recipe_widths), "--rounds", str(args.rounds), "--steps",
+                                str(args.recipe_steps), "--paths", *paths, "--json", recipe_json])
+    run("benchmark.py", ["--width", str(args.step_width), "--modes", "GRAPH", "PYNATIVE", "--rounds", str(args.rounds),
+                         "--optimizers", *args.optimizers, "--training_only", "--json", step_json])
 
 
 def main(argv=None):
@@ -113,10 +122,8 @@ def main(argv=None):
     os.makedirs(args.output, exist_ok=True)
     recipe_json, step_json = os.path.join(args.output, "recipe.json"), os.path.join(args.output, "step.json")
     paths = args.paths + (["golden_stick", "--anchor", args.anchor] if args.anchor else [])
-    run("recipe_benchmark.py", ["--widths", *map(str, args.recipe_widths), "--rounds", str(args.rounds), "--steps",
-                                str(args.recipe_steps), "--paths", *paths, "--json", recipe_json])
-    run("benchmark.py", ["--width", str(args.step_width), "--modes", "GRAPH", "PYNATIVE", "--rounds", str(args.rounds),
-                         "--optimizers", *args.optimizers, "--training_only", "--json", step_json])
+    if not args.report_only:
+        measure(args, paths, recipe_json, step_json)
     with open(recipe_json, encoding="utf-8") as recipe, open(step_json, encoding="utf-8") as step:
         tables = recipe_tables(json.load(recipe)) + step_tables(json.load(step))
     print("\n".join(tables))

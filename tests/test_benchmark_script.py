@@ -118,7 +118,7 @@ def test_performance_report_prints_every_table_from_one_run(tmp_path):
     rows, out = run_benchmark("performance.py", "--rounds", "1", "--recipe_steps", "2", "--paths", "fused",
                               "--optimizers", "SlbMomentum", "--recipe_widths", "4", "--step_width", "4",
                               "--output", str(tmp_path), timeout=900)
-    for title in ("Recipe epochs", "Isolated step, GRAPH", "Peak training memory"):
+    for title in ("Recipe epochs", "Isolated step, GRAPH", "Peak memory during training"):
         assert f"**{title}" in out
     assert (tmp_path / "recipe.json").is_file() and (tmp_path / "step.json").is_file()
     cells = {row[0].strip(): row[1:] for row in rows if row[0].strip() != "---"}
