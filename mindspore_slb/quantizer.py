@@ -328,8 +328,8 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
         # and its two gradients cost far more than the kernel's passes, and in a compiled graph its
         # buffers add to peak memory.
         self._fused_scaled = native.soft_weight_op(len(self.values), scaled=True)
-        # Set by SlbMomentum (bind_logit_update): the logits' momentum and the step's hyper-parameters.
-        # Plain attributes, not Parameters of this cell: both belong to the optimizer.
+        # Set by SlbMomentum (bind_logit_update): the update ops and the optimizer's state they read.
+        # Plain attributes, not Parameters of this cell: the state belongs to the optimizer.
         object.__setattr__(self, "_logit_update", None)
         object.__setattr__(self, "_logits", None)
 

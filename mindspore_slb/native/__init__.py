@@ -50,8 +50,6 @@ _ENTRY_POINTS = ("SlbSoftWeightForward", "SlbSoftWeightBackward", "SlbScaledWeig
 # layer's [weight decay times the loss scale, gradient scale].
 UPDATE_INPUTS = ("moment", "learning_rates", "global_step", "momentum", "layer_values")
 
-
-
 _lock = threading.Lock()
 _libraries = {}  # (cache dir, compiler) -> path of the built library, or None after a failure
 _ops = {}  # library path -> {(update, scaled): forward Custom op} (their bprops hold the backward ops)

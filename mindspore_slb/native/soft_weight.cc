@@ -198,8 +198,7 @@ int64_t threads_for(int64_t K, int64_t N) {
 // (nullptr: 1) for channels of `inner` weights. Multiplying by a scale of 1 is exact, so the
 // unscaled kernels give the same bits as before the scale existed.
 struct Layer {
-  Logits a;
-  int64_t K, N;
+  Logits a;  // K and N are the logits'
   float T;
   const float *s;
   int64_t inner;
@@ -215,7 +214,7 @@ struct Layer {
 // inside a channel, two threads would add into ds[c] at once and lose one of the sums).
 template <typename Block>
 void for_blocks(const Layer &L, const Block &block) {
-  const int64_t K = L.K, N = L.N, inner = L.inner;
+  const int64_t K = L.a.K, N = L.a.N, inner = L.inner;
   const int64_t unit = L.s ? inner : kBlock;
   const int64_t units = (N + unit - 1) / unit;
   const int64_t threads = std::min(threads_for(K, N), units);
@@ -262,7 +261,7 @@ inline float two_candidate_value(float d, float e) {
 }
 
 void soft_forward(const Layer &L, float *w) {
-  const int64_t K = L.K;
+  const int64_t K = L.a.K;
   const float T = L.T, T2 = L.T * kLog2e;
   if (K == 2) {
     for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
@@ -364,7 +363,7 @@ struct MomentumUpdate {
 // g * v(a).
 template <typename Sink>
 void soft_backward(const Layer &L, const float *g, const Sink &sink, float *ds) {
-  const int64_t K = L.K;
+  const int64_t K = L.a.K;
   const float T = L.T, T2 = L.T * kLog2e;
   const int64_t stride = sink.stride();
   if (K == 2) {
@@ -430,7 +429,7 @@ void hard_block(const Logits::Rows &a, int64_t K, int64_t len, float *out) {
 
 void hard_forward(const Layer &L, float *w) {
   for_blocks(L, [=, &L](int64_t b0, int64_t len, int64_t c) {
-    hard_block(L.a.rows(b0, len), L.K, len, w + b0);
+    hard_block(L.a.rows(b0, len), L.a.K, len, w + b0);
     const float s = L.scale_of(c);
     for (int64_t i = b0; i < b0 + len; ++i) w[i] *= s;
   });
@@ -443,7 +442,7 @@ void hard_backward(const Layer &L, const float *g, const Sink &sink, float *ds) 
     const Logits::Rows a = L.a.rows(b0, len);
     if (ds) {
       float v[kBlock];
-      hard_block(a, L.K, len, v);
+      hard_block(a, L.a.K, len, v);
       ds[c] += dot(g + b0, v, len);
     }
     sink.no_gradient(b0, len, a);
@@ -516,7 +515,7 @@ void weight_of(const Layer &L, bool hard, float *w) {
 // ds when given.
 template <typename Sink>
 void logits_gradient(const Layer &L, bool hard, const float *g, const Sink &sink, float *ds) {
-  if (ds) std::memset(ds, 0, sizeof(float) * (L.N / L.inner));
+  if (ds) std::memset(ds, 0, sizeof(float) * (L.a.N / L.inner));
   if (hard) {
     hard_backward(L, g, sink, ds);
   } else {
@@ -566,7 +565,7 @@ extern "C" int SlbSoftWeightForward(int nparam, void **params, int *ndims, int64
     return 1;
   }
   Float32View w(params[nparam - 1], dtypes[nparam - 1], a.N, false);
-  weight_of(Layer{a, a.K, a.N, T, nullptr, a.N}, hard, w.data());
+  weight_of(Layer{a, T, nullptr, a.N}, hard, w.data());
   w.narrow_into_tensor();
   return 0;
 }
@@ -581,7 +580,7 @@ extern "C" int SlbSoftWeightBackward(int nparam, void **params, int *ndims, int6
   if (!read_common(nparam, 5, params, ndims, shapes, dtypes, -1, &a, &T, &hard)) return 1;
   Float32View g(params[3], dtypes[3], a.N, true);
   Float32View da(params[4], dtypes[4], a.K * a.N, false);
-  logits_gradient(Layer{a, a.K, a.N, T, nullptr, a.N}, hard, g.data(), GradientOutput{da.data(), a.K, a.N}, nullptr);
+  logits_gradient(Layer{a, T, nullptr, a.N}, hard, g.data(), GradientOutput{da.data(), a.K, a.N}, nullptr);
   da.narrow_into_tensor();
   return 0;
 }
@@ -605,7 +604,7 @@ extern "C" int SlbScaledWeightForward(int nparam, void **params, int *ndims, int
   const int64_t C = shapes[3][0];
   Float32View scale(params[3], dtypes[3], C, true);
   Float32View w(params[nparam - 1], dtypes[nparam - 1], a.N, false);
-  weight_of(Layer{a, a.K, a.N, T, scale.data(), a.N / C}, hard, w.data());
+  weight_of(Layer{a, T, scale.data(), a.N / C}, hard, w.data());
   w.narrow_into_tensor();
   return 0;
 }
@@ -626,7 +625,7 @@ extern "C" int SlbScaledWeightBackward(int nparam, void **params, int *ndims, in
   Float32View g(params[4], dtypes[4], a.N, true);
   Float32View da(params[5], dtypes[5], a.K * a.N, false);
   Float32View ds(params[6], dtypes[6], C, false);
-  logits_gradient(Layer{a, a.K, a.N, T, scale.data(), a.N / C}, hard, g.data(), GradientOutput{da.data(), a.K, a.N},
+  logits_gradient(Layer{a, T, scale.data(), a.N / C}, hard, g.data(), GradientOutput{da.data(), a.K, a.N},
                   ds.data());
   da.narrow_into_tensor();
   ds.narrow_into_tensor();
@@ -677,7 +676,7 @@ extern "C" int SlbSoftWeightBackwardUpdate(int nparam, void **params, int *ndims
     return 1;
   }
   Float32View g(params[3], dtypes[3], a.N, true);
-  logits_gradient(Layer{a, a.K, a.N, T, nullptr, a.N}, hard, g.data(), update, nullptr);
+  logits_gradient(Layer{a, T, nullptr, a.N}, hard, g.data(), update, nullptr);
   *static_cast<float *>(params[9]) = 0.0f;  // the token (float32)
   return 0;
 }
@@ -699,7 +698,7 @@ extern "C" int SlbScaledWeightBackwardUpdate(int nparam, void **params, int *ndi
   Float32View scale(params[3], dtypes[3], C, true);
   Float32View g(params[4], dtypes[4], a.N, true);
   Float32View ds(params[11], dtypes[11], C, false);
-  logits_gradient(Layer{a, a.K, a.N, T, scale.data(), a.N / C}, hard, g.data(), update, ds.data());
+  logits_gradient(Layer{a, T, scale.data(), a.N / C}, hard, g.data(), update, ds.data());
   *static_cast<float *>(params[10]) = 0.0f;  // the token (float32)
   ds.narrow_into_tensor();
   return 0;
