@@ -67,19 +67,24 @@ def read_checkpoint(path, config, record=None):
 
     Checkpoints without a record (written before it existed) are left to load_into_network's checks.
     """
-    if not os.path.isfile(path):
-        raise RecipeError(f"checkpoint '{path}' is not a file")
-    try:
-        param_dict = ms.load_checkpoint(path)
-    except (ValueError, RuntimeError) as error:  # MindSpore's messages blame filters or name no cause
-        raise RecipeError(f"checkpoint '{path}' is not a readable MindSpore checkpoint "
-                          f"({type(error).__name__})") from error
+    param_dict = _load(path)
     for key, expected in (checkpoint_record(config) if record is None else record).items():
         recorded = _recorded_value(param_dict, key)
         if recorded is not None and recorded != expected:
             raise RecipeError(f"checkpoint '{path}' was trained with {key} {_shown(recorded)}, "
                               f"this run has {key} {_shown(expected)}")
     return param_dict
+
+
+def _load(path, choice_func=None):
+    """ms.load_checkpoint (the entries choice_func accepts), failing with one line naming the file."""
+    if not os.path.isfile(path):
+        raise RecipeError(f"checkpoint '{path}' is not a file")
+    try:
+        return ms.load_checkpoint(path, choice_func=choice_func)
+    except (ValueError, RuntimeError) as error:  # MindSpore's messages blame filters or name no cause
+        raise RecipeError(f"checkpoint '{path}' is not a readable MindSpore checkpoint "
+                          f"({type(error).__name__})") from error
 
 
 def _recorded_value(param_dict, key):
@@ -100,6 +105,13 @@ def read_float_start(config):
     if not config.float_checkpoint:
         return None
     return read_checkpoint(config.float_checkpoint, config, {**checkpoint_record(config), "quant_type": FLOAT})
+
+
+def checkpoint_progress(path):
+    """(quant_type, epoch reached) a recipe checkpoint records, each None where it records none;
+    reads those two entries only."""
+    entries = _load(path, lambda name: name in ("quant_type", EPOCH_KEY))
+    return _recorded_value(entries, "quant_type"), epoch_reached(entries)
 
 
 def epoch_reached(param_dict):

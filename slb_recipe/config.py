@@ -130,6 +130,10 @@ OPTIONS = {
     "pre_trained": Option(str, "", "checkpoint to resume from (continues at the epoch it records)"),
     "float_checkpoint": Option(str, "", "W32 checkpoint of this recipe (same width, class_num and dataset) whose "
                                         "network SLB or STE starts from: quantizing a trained network"),
+    "float_epochs": Option(int, 0, "SLB and STE runs without float_checkpoint: the first this many of the epoch_size "
+                                   "epochs train the float network, then SLB or STE starts from it as from "
+                                   "float_checkpoint; one learning-rate and temperature schedule spans the run "
+                                   "(0: quantized from the first epoch; W32 runs ignore it)", minimum=0),
     "has_trained_epoch": Option(int, 0, "epochs already trained, for a checkpoint that records none", minimum=0),
     "checkpoint_file_path": Option(str, "", "checkpoint for eval.py/export.py (empty: the run's latest)"),
     "file_name": Option(str, "resnet18_slb", "exported file name, without extension (MINDIR_PACKED and "
@@ -325,6 +329,7 @@ def _check_consistency(values, given):
     if values["warmup_epochs"] > values["epoch_size"]:
         raise ConfigError(f"config key 'warmup_epochs' must be <= epoch_size ({values['epoch_size']}), "
                           f"got {values['warmup_epochs']}")
+    _check_float_epochs(values, given)
     if values["has_trained_epoch"] >= values["epoch_size"]:
         raise ConfigError(f"config key 'has_trained_epoch' must be < epoch_size ({values['epoch_size']}), "
                           f"got {values['has_trained_epoch']}")
@@ -334,6 +339,23 @@ def _check_consistency(values, given):
                           f"{values['fused_logit_update']} and run_distribute {values['run_distribute']}")
     if values["dataset"] != "digits" and not values["data_path"]:
         raise ConfigError(f"config key 'data_path' must name the {values['dataset']} folder, got ''")
+
+
+def _check_float_epochs(values, given):
+    float_epochs = values["float_epochs"]
+    if not float_epochs:
+        return
+    if float_epochs >= values["epoch_size"]:
+        raise ConfigError(f"config key 'float_epochs' must be < epoch_size ({values['epoch_size']}), leaving the "
+                          f"quantized network at least one epoch, got {float_epochs}")
+    # A config file lists every key; a float_checkpoint on the command line means the user has the network.
+    if values["float_checkpoint"]:
+        hint = " (add --float_epochs 0 to start from it)" if "float_checkpoint" in given else ""
+        raise ConfigError(f"config key 'float_epochs' ({float_epochs}) trains a float network while float_checkpoint "
+                          f"'{values['float_checkpoint']}' gives one{hint}")
+    if values["search_start"] == "random":
+        raise ConfigError(f"config key 'float_epochs' ({float_epochs}) needs search_start 'float': a random start "
+                          "would discard the float network those epochs train")
 
 
 def _resolve(argv):

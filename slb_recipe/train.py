@@ -13,14 +13,16 @@ import mindspore_slb
 
 from slb_recipe import plots
 from slb_recipe.callbacks import AverageBatchNormStatistics, CheckpointSaver, EpochReport, TrainingPlots
-from slb_recipe.checkpoints import (checkpoint_dir, checkpoint_record, epoch_reached, load_into_network,
-                                    read_checkpoint, read_float_start)
+from slb_recipe.checkpoints import (checkpoint_dir, checkpoint_progress, checkpoint_record, epoch_reached,
+                                    load_into_network, read_checkpoint, read_float_start)
+from slb_recipe.config import with_overrides
 from slb_recipe.dataset import create_split
 from slb_recipe.errors import RecipeError
 from slb_recipe.lr_schedule import get_lr
 from slb_recipe.metrics import evaluate, loss_function
 from slb_recipe.network import build_network
 from slb_recipe.output_folder import claimed_folder, refuse_other_runs_checkpoints
+from slb_recipe.quant_type import FLOAT, parse_quant_type
 from slb_recipe.runtime import script_main, setup_runtime
 from slb_recipe.search_state import searching
 
@@ -37,16 +39,16 @@ def parameter_groups(net, weight_decay):
             {"order_params": net.trainable_params()}]
 
 
-def resume_state(config):
+def resume_state(config, stop_epoch):
     """(checkpoint dict or None, epochs already trained) for --pre_trained."""
     if not config.pre_trained:
         return None, config.has_trained_epoch
     param_dict = read_checkpoint(config.pre_trained, config)
     reached = epoch_reached(param_dict)
     has_trained_epoch = config.has_trained_epoch if reached is None else reached
-    if has_trained_epoch >= config.epoch_size:
-        raise RecipeError(f"pre_trained '{config.pre_trained}' already reached epoch {has_trained_epoch} "
-                          f"of epoch_size {config.epoch_size}")
+    if has_trained_epoch >= stop_epoch:
+        last = f"epoch_size {stop_epoch}" if stop_epoch == config.epoch_size else f"float_epochs {stop_epoch}"
+        raise RecipeError(f"pre_trained '{config.pre_trained}' already reached epoch {has_trained_epoch} of {last}")
     return param_dict, has_trained_epoch
 
 
@@ -72,7 +74,8 @@ def build_optimizer(config, net, lrs, resumed):
     return optimizer
 
 
-def training_callbacks(config, model, net, algo, train_data, lrs, has_trained_epoch, rank_id, rank_size):
+def training_callbacks(config, model, net, algo, train_data, lrs, has_trained_epoch, stop_epoch, rank_id,
+                       rank_size):
     """SLB's own callbacks, then the report, BN-statistics averaging, checkpoints and figures, in that order.
 
     The figures come last, drawn once the epoch's checkpoint is safe. Only rank 0 draws them: all
@@ -88,7 +91,7 @@ def training_callbacks(config, model, net, algo, train_data, lrs, has_trained_ep
         callbacks.append(AverageBatchNormStatistics(net, rank_size))
     if config.save_checkpoint:
         callbacks.append(CheckpointSaver(checkpoint_dir(config, rank_id), checkpoint_record(config),
-                                         has_trained_epoch, config.epoch_size, config.save_checkpoint_epochs,
+                                         has_trained_epoch, stop_epoch, config.save_checkpoint_epochs,
                                          config.keep_checkpoint_max))
     if config.plots and rank_id == 0 and plots.available():
         callbacks.append(TrainingPlots(net, report, config.output_path))
@@ -102,16 +105,42 @@ def run(config, prepare_network=None):
     before any data is read. `prepare_network`, when given, is called with the network once SLB is
     applied, before a resumed checkpoint is loaded and before training (comparisons use it to save
     or set the starting state).
+
+    With float_epochs, the float network trains first, as epochs 1..float_epochs of this run's
+    schedule (checkpoints resnet18_W32-<epoch>), and the quantized network takes over at that
+    epoch from its weights, as a run resumed there would.
     """
     rank_id, rank_size = setup_runtime(config, distributed=config.run_distribute)
     with claimed_folder(checkpoint_dir(config, rank_id)):
-        return _train(config, rank_id, rank_size, prepare_network)
+        if not trains_float_first(config):
+            return _train(config, rank_id, rank_size, prepare_network)
+        quantized = with_overrides(config, pre_trained="", has_trained_epoch=config.float_epochs)
+        if config.pre_trained and checkpoint_progress(config.pre_trained)[1] == config.float_epochs:
+            # An interrupted run whose float network is complete: the quantized network starts from it.
+            return _train(with_overrides(quantized, float_checkpoint=config.pre_trained), rank_id, rank_size,
+                          prepare_network)
+        float_phase = with_overrides(config, quant_type=FLOAT, float_epochs=0, plots=False)
+        float_net = _train(float_phase, rank_id, rank_size, None, stop_epoch=config.float_epochs)["network"]
+        print(f"float_epochs {config.float_epochs}: {config.quant_type} starts from the float network")
+        return _train(quantized, rank_id, rank_size, prepare_network,
+                      float_start={param.name: param for param in float_net.get_parameters()})
 
 
-def _train(config, rank_id, rank_size, prepare_network):
-    resumed, has_trained_epoch = resume_state(config)
+def trains_float_first(config):
+    """Whether the run still has float epochs to train or take over: float_epochs on a quantized
+    quant_type, not resumed from a checkpoint of the quantized network."""
+    if not config.float_epochs or parse_quant_type(config.quant_type).is_float:
+        return False
+    return not config.pre_trained or checkpoint_progress(config.pre_trained)[0] == FLOAT
+
+
+def _train(config, rank_id, rank_size, prepare_network, stop_epoch=None, float_start=None):
+    """Train epochs has_trained_epoch+1..stop_epoch (default: epoch_size) of the run's schedule."""
+    stop_epoch = stop_epoch or config.epoch_size
+    resumed, has_trained_epoch = resume_state(config, stop_epoch)
     # A resumed run holds all it needs; the float start is read, and checked, for a new run only.
-    float_start = read_float_start(config) if resumed is None else None
+    if float_start is None and resumed is None:
+        float_start = read_float_start(config)
     # Before any data is read: another run's checkpoints in the folder, and settings SLB refuses.
     if config.save_checkpoint:
         refuse_other_runs_checkpoints(checkpoint_dir(config, rank_id), config.quant_type, resumed is not None,
@@ -126,19 +155,20 @@ def _train(config, rank_id, rank_size, prepare_network):
     if resumed is not None:
         load_into_network(net, resumed, config.pre_trained)
     lrs = get_lr(config.lr_init, config.lr_end, config.lr_max, config.warmup_epochs, config.epoch_size,
-                 steps_per_epoch, config.lr_decay_mode)[has_trained_epoch * steps_per_epoch:]
+                 steps_per_epoch, config.lr_decay_mode)[has_trained_epoch * steps_per_epoch:stop_epoch * steps_per_epoch]
     model = ms.Model(net, loss_fn=loss_function(config), optimizer=build_optimizer(config, net, lrs, resumed),
                      loss_scale_manager=ms.FixedLossScaleManager(config.loss_scale, drop_overflow_update=False))
-    callbacks = training_callbacks(config, model, net, algo, train_data, lrs, has_trained_epoch, rank_id, rank_size)
+    callbacks = training_callbacks(config, model, net, algo, train_data, lrs, has_trained_epoch, stop_epoch, rank_id,
+                                   rank_size)
     print(f"training {config.quant_type} ResNet18 (width {config.width}) on {config.dataset}: "
-          f"epochs {has_trained_epoch + 1}..{config.epoch_size}, {steps_per_epoch} steps each, "
+          f"epochs {has_trained_epoch + 1}..{stop_epoch} of {config.epoch_size}, {steps_per_epoch} steps each, "
           f"rank {rank_id} of {rank_size}")
     # No data sinking, also on GPU: the report then sees every step's loss, for the epoch's mean
     # and to stop at the first step whose loss is not finite.
-    model.train(config.epoch_size - has_trained_epoch, train_data, callbacks=callbacks, dataset_sink_mode=False)
+    model.train(stop_epoch - has_trained_epoch, train_data, callbacks=callbacks, dataset_sink_mode=False)
     report = next(callback for callback in callbacks if isinstance(callback, EpochReport))
     saver = next((callback for callback in callbacks if isinstance(callback, CheckpointSaver)), None)
-    return {"history": report.history, "checkpoint": saver.last_path if saver else None}
+    return {"history": report.history, "checkpoint": saver.last_path if saver else None, "network": net}
 
 
 def _periodic_evaluation(config, net, train_data):

@@ -19,7 +19,7 @@ CONFIG_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "resnet18_*_c
 
 
 def test_shipped_configs_list_every_key_and_load():
-    assert len(CONFIG_FILES) == 5
+    assert len(CONFIG_FILES) == 6
     for path in CONFIG_FILES:
         with open(path, encoding="utf-8") as stream:
             assert set(yaml.safe_load(stream)) == set(recipe_config.OPTIONS), path

@@ -1,6 +1,7 @@
 """Quantizing a trained network with the recipe (float_checkpoint), the schedule's t_end_val key, and
 evaluation during the soft phase describing the hard network."""
 import os
+import re
 
 import mindspore as ms
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from recipe_data import tiny_args
 
-from slb_recipe import train
+from slb_recipe import callbacks, train
 from slb_recipe.config import ConfigError, load_config
 from mindspore_slb.quantizer import nearest_codes, normalized_weight
 
@@ -102,3 +103,89 @@ def test_evaluation_in_the_soft_phase_calibrates_batchnorm_for_the_hard_network(
     from mindspore_slb.callbacks import CALIBRATION_BATCHES  # pylint: disable=import-outside-toplevel
     assert calls == [CALIBRATION_BATCHES]
     assert all("eval" in record for record in history)
+
+
+# float_epochs: the float network trains first, within the run's schedule, and the quantized one takes over.
+FLOAT_FIRST = {"quant_type": "W2", "epoch_size": 3, "float_epochs": 2, "warmup_epochs": 1, "shuffle": True,
+               "t_start_time": 0.67, "t_end_time": 1.0}
+
+
+def checkpoint_arrays(path):
+    """A checkpoint's network and momentum arrays: not the optimizer's learning rates and step counter,
+    which hold the part of the schedule a run trained and count from that part's start."""
+    return {name: value.asnumpy() for name, value in ms.load_checkpoint(str(path)).items()
+            if not isinstance(value, str) and name not in ("learning_rate", "global_step")}
+
+
+@pytest.mark.parametrize("mode_name", ["GRAPH", "PYNATIVE"])
+def test_float_epochs_train_the_float_network_then_quantize_it_on_one_schedule(tmp_path, mode_name):
+    seen = {}
+
+    def look(net):
+        seen.update({name: param.asnumpy().copy() for name, param in net.parameters_and_names()})
+        seen["codes"] = {path: cell.weight_codes() for path, cell in net.cells_and_names()
+                         if hasattr(cell, "weight_codes")}
+
+    first = train.run(load_config(tiny_args(tmp_path / "first", mode_name=mode_name, **FLOAT_FIRST)),
+                      prepare_network=look)
+    float_run = train.main(tiny_args(tmp_path / "float", mode_name=mode_name,
+                                     **{**FLOAT_FIRST, "quant_type": "W32"}))
+    folder = tmp_path / "first" / "checkpoint"
+    assert sorted(os.listdir(folder)) == [".train.lock", "resnet18_W2-3.ckpt", "resnet18_W32-1.ckpt",
+                                          "resnet18_W32-2.ckpt"]
+    # The float epochs are those of a W32 run (float_epochs is ignored there) with the same schedule ...
+    assert [record["epoch"] for record in float_run["history"]] == [1, 2, 3]
+    float_after_2 = checkpoint_arrays(folder / "resnet18_W32-2.ckpt")
+    for name, value in checkpoint_arrays(tmp_path / "float" / "checkpoint" / "resnet18_W32-2.ckpt").items():
+        np.testing.assert_array_equal(float_after_2[name], value, err_msg=name)
+    # ... the quantized network starts from the float network they trained ...
+    for name in ("bn1.moving_mean", "bn1.gamma", "end_point.weight"):
+        np.testing.assert_array_equal(seen[name], float_after_2[name], err_msg=name)
+    for path, codes in seen["codes"].items():
+        expected = nearest_codes(normalized_weight(float_after_2[f"{path}.weight"], 2, False)[0], 2)
+        np.testing.assert_array_equal(codes, expected, err_msg=path)
+    # ... and trains the run's last epoch at the schedule's learning rate there.
+    assert [record["epoch"] for record in first["history"]] == [3]
+    assert first["history"][0]["lr"] == float_run["history"][2]["lr"]
+
+
+@pytest.mark.parametrize("stopped_after", [1, 2])
+def test_a_float_first_run_interrupted_in_either_part_resumes_to_the_same_network(tmp_path, monkeypatch,
+                                                                                   stopped_after):
+    straight = train.main(tiny_args(tmp_path / "straight", **FLOAT_FIRST))
+    args = tiny_args(tmp_path / "split", **FLOAT_FIRST)
+    with monkeypatch.context() as patch:
+        save = callbacks.CheckpointSaver.on_train_epoch_end
+
+        def save_then_interrupt(self, run_context):
+            save(self, run_context)
+            if self.has_trained_epoch + run_context.original_args().cur_epoch_num == stopped_after:
+                raise KeyboardInterrupt
+
+        patch.setattr(callbacks.CheckpointSaver, "on_train_epoch_end", save_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            train.main(args)
+    saved = str(tmp_path / "split" / "checkpoint" / f"resnet18_W32-{stopped_after}.ckpt")
+    with pytest.raises(SystemExit, match=f"holds resnet18_W32-{stopped_after}.ckpt of an earlier W32 run"):
+        train.main(args)
+    resumed = train.main(args + ["--pre_trained", saved])
+    assert [record["epoch"] for record in resumed["history"]] == [3]
+    want, have = checkpoint_arrays(straight["checkpoint"]), checkpoint_arrays(resumed["checkpoint"])
+    assert set(want) == set(have)
+    for name, value in want.items():
+        np.testing.assert_array_equal(have[name], value, err_msg=name)
+    # Resuming the quantized network's checkpoint leaves the float part alone.
+    with pytest.raises(SystemExit, match="already reached epoch 3 of epoch_size 3"):
+        train.main(args + ["--pre_trained", resumed["checkpoint"]])
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"float_epochs": 3}, "'float_epochs' must be < epoch_size (3), leaving the quantized network at least one "
+                          "epoch, got 3"),
+    ({"float_checkpoint": "float.ckpt"}, "'float_epochs' (2) trains a float network while float_checkpoint "
+                                         "'float.ckpt' gives one (add --float_epochs 0 to start from it)"),
+    ({"search_start": "random"}, "'float_epochs' (2) needs search_start 'float'"),
+])
+def test_float_epochs_is_checked_against_the_keys_it_depends_on(overrides, words, tmp_path):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_config(tiny_args(tmp_path, **{**FLOAT_FIRST, **overrides}))
