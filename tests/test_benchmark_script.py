@@ -124,3 +124,14 @@ def test_performance_report_prints_every_table_from_one_run(tmp_path):
     cells = {row[0].strip(): row[1:] for row in rows if row[0].strip() != "---"}
     for label in ("4, fused", "SlbMomentum", "GRAPH, SlbMomentum", "PYNATIVE, SlbMomentum"):
         assert all(cell.strip().endswith(")") and "x (" in cell for cell in cells[label]), (label, cells[label])
+
+
+def test_stream_floor_counts_five_passes_over_k_logits_per_weight():
+    _, stdout = run_benchmark("stream_floor.py", "--weights", "1000000", "--repeats", "1", "--stream_values",
+                              "1000000")
+    lines = stdout.splitlines()
+    assert lines[0].startswith("streaming rate (read + write bytes): ") and float(lines[0].split()[-2]) > 0
+    # Forward read, backward read, momentum read, both written: 5 passes of K values per weight.
+    gigabytes = {line.split(":")[0]: float(line.split()[2]) for line in lines[1:]}
+    assert gigabytes == {"W1 float32": 0.04, "W1 bfloat16": 0.02, "W2 float32": 0.08, "W2 bfloat16": 0.04,
+                         "W4 float32": 0.32, "W4 bfloat16": 0.16}
