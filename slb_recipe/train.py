@@ -112,10 +112,11 @@ def run(config, prepare_network=None):
     """
     rank_id, rank_size = setup_runtime(config, distributed=config.run_distribute)
     with claimed_folder(checkpoint_dir(config, rank_id)):
-        if not trains_float_first(config):
+        float_reached = float_epochs_reached(config)
+        if float_reached is None:
             return _train(config, rank_id, rank_size, prepare_network)
         quantized = with_overrides(config, pre_trained="", has_trained_epoch=config.float_epochs)
-        if config.pre_trained and checkpoint_progress(config.pre_trained)[1] == config.float_epochs:
+        if float_reached == config.float_epochs:
             # An interrupted run whose float network is complete: the quantized network starts from it.
             return _train(with_overrides(quantized, float_checkpoint=config.pre_trained), rank_id, rank_size,
                           prepare_network)
@@ -126,12 +127,16 @@ def run(config, prepare_network=None):
                       float_start={param.name: param for param in float_net.get_parameters()})
 
 
-def trains_float_first(config):
-    """Whether the run still has float epochs to train or take over: float_epochs on a quantized
-    quant_type, not resumed from a checkpoint of the quantized network."""
+def float_epochs_reached(config):
+    """How many of float_epochs the run has trained (0 new, or pre_trained's epoch when it holds the
+    float network), or None where no float part is left: float_epochs 0, a W32 run, or a run resumed
+    from a checkpoint of the quantized network. Reads pre_trained's record only, once."""
     if not config.float_epochs or parse_quant_type(config.quant_type).is_float:
-        return False
-    return not config.pre_trained or checkpoint_progress(config.pre_trained)[0] == FLOAT
+        return None
+    if not config.pre_trained:
+        return 0
+    quant_type, epoch = checkpoint_progress(config.pre_trained)
+    return (epoch or 0) if quant_type == FLOAT else None
 
 
 def _train(config, rank_id, rank_size, prepare_network, stop_epoch=None, float_start=None):
@@ -154,8 +159,9 @@ def _train(config, rank_id, rank_size, prepare_network, stop_epoch=None, float_s
         prepare_network(net)
     if resumed is not None:
         load_into_network(net, resumed, config.pre_trained)
-    lrs = get_lr(config.lr_init, config.lr_end, config.lr_max, config.warmup_epochs, config.epoch_size,
-                 steps_per_epoch, config.lr_decay_mode)[has_trained_epoch * steps_per_epoch:stop_epoch * steps_per_epoch]
+    schedule = get_lr(config.lr_init, config.lr_end, config.lr_max, config.warmup_epochs, config.epoch_size,
+                      steps_per_epoch, config.lr_decay_mode)
+    lrs = schedule[has_trained_epoch * steps_per_epoch:stop_epoch * steps_per_epoch]
     model = ms.Model(net, loss_fn=loss_function(config), optimizer=build_optimizer(config, net, lrs, resumed),
                      loss_scale_manager=ms.FixedLossScaleManager(config.loss_scale, drop_overflow_update=False))
     callbacks = training_callbacks(config, model, net, algo, train_data, lrs, has_trained_epoch, stop_epoch, rank_id,

@@ -1,8 +1,10 @@
 """Helpers of the recipe tests: tiny generated data sets, tiny runs."""
 import os
 
+import mindspore as ms
 import pytest
 
+from slb_recipe import callbacks
 from slb_recipe.config import parse_args
 # The data writers live with the recipe, shared with benchmarks/recipe_benchmark.py.
 from slb_recipe.synthetic_data import write_cifar10_binary, write_fashion_mnist, write_image_folder  # noqa: F401
@@ -28,6 +30,29 @@ def tiny_args(output_path, **overrides):
     for key, value in settings.items():
         args += [f"--{key}", str(value)]
     return args
+
+
+# Both differ between a straight and a resumed run by design: the resumed optimizer holds only the
+# remaining slice of the learning-rate array and counts its steps from zero.
+SCHEDULE_STATE = ("learning_rate", "global_step")
+
+
+def network_state(checkpoint):
+    """A checkpoint's network and momentum arrays, without SCHEDULE_STATE."""
+    return {name: value.asnumpy() for name, value in ms.load_checkpoint(str(checkpoint)).items()
+            if name not in SCHEDULE_STATE and not isinstance(value, str)}
+
+
+def interrupt_after_checkpoint(monkeypatch, epoch):
+    """Make the run stop like Ctrl-C right after it saved the checkpoint of `epoch`."""
+    save = callbacks.CheckpointSaver.on_train_epoch_end
+
+    def save_then_interrupt(self, run_context):
+        save(self, run_context)
+        if self.has_trained_epoch + run_context.original_args().cur_epoch_num == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.CheckpointSaver, "on_train_epoch_end", save_then_interrupt)
 
 
 _GENERATED = {}

@@ -7,9 +7,9 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from recipe_data import tiny_args
+from recipe_data import interrupt_after_checkpoint, network_state, tiny_args
 
-from slb_recipe import callbacks, train
+from slb_recipe import train
 from slb_recipe.config import ConfigError, load_config
 from mindspore_slb.quantizer import nearest_codes, normalized_weight
 
@@ -110,13 +110,6 @@ FLOAT_FIRST = {"quant_type": "W2", "epoch_size": 3, "float_epochs": 2, "warmup_e
                "t_start_time": 0.67, "t_end_time": 1.0}
 
 
-def checkpoint_arrays(path):
-    """A checkpoint's network and momentum arrays: not the optimizer's learning rates and step counter,
-    which hold the part of the schedule a run trained and count from that part's start."""
-    return {name: value.asnumpy() for name, value in ms.load_checkpoint(str(path)).items()
-            if not isinstance(value, str) and name not in ("learning_rate", "global_step")}
-
-
 @pytest.mark.parametrize("mode_name", ["GRAPH", "PYNATIVE"])
 def test_float_epochs_train_the_float_network_then_quantize_it_on_one_schedule(tmp_path, mode_name):
     seen = {}
@@ -135,8 +128,8 @@ def test_float_epochs_train_the_float_network_then_quantize_it_on_one_schedule(t
                                           "resnet18_W32-2.ckpt"]
     # The float epochs are those of a W32 run (float_epochs is ignored there) with the same schedule ...
     assert [record["epoch"] for record in float_run["history"]] == [1, 2, 3]
-    float_after_2 = checkpoint_arrays(folder / "resnet18_W32-2.ckpt")
-    for name, value in checkpoint_arrays(tmp_path / "float" / "checkpoint" / "resnet18_W32-2.ckpt").items():
+    float_after_2 = network_state(folder / "resnet18_W32-2.ckpt")
+    for name, value in network_state(tmp_path / "float" / "checkpoint" / "resnet18_W32-2.ckpt").items():
         np.testing.assert_array_equal(float_after_2[name], value, err_msg=name)
     # ... the quantized network starts from the float network they trained ...
     for name in ("bn1.moving_mean", "bn1.gamma", "end_point.weight"):
@@ -155,14 +148,7 @@ def test_a_float_first_run_interrupted_in_either_part_resumes_to_the_same_networ
     straight = train.main(tiny_args(tmp_path / "straight", **FLOAT_FIRST))
     args = tiny_args(tmp_path / "split", **FLOAT_FIRST)
     with monkeypatch.context() as patch:
-        save = callbacks.CheckpointSaver.on_train_epoch_end
-
-        def save_then_interrupt(self, run_context):
-            save(self, run_context)
-            if self.has_trained_epoch + run_context.original_args().cur_epoch_num == stopped_after:
-                raise KeyboardInterrupt
-
-        patch.setattr(callbacks.CheckpointSaver, "on_train_epoch_end", save_then_interrupt)
+        interrupt_after_checkpoint(patch, epoch=stopped_after)
         with pytest.raises(KeyboardInterrupt):
             train.main(args)
     saved = str(tmp_path / "split" / "checkpoint" / f"resnet18_W32-{stopped_after}.ckpt")
@@ -170,7 +156,7 @@ def test_a_float_first_run_interrupted_in_either_part_resumes_to_the_same_networ
         train.main(args)
     resumed = train.main(args + ["--pre_trained", saved])
     assert [record["epoch"] for record in resumed["history"]] == [3]
-    want, have = checkpoint_arrays(straight["checkpoint"]), checkpoint_arrays(resumed["checkpoint"])
+    want, have = network_state(straight["checkpoint"]), network_state(resumed["checkpoint"])
     assert set(want) == set(have)
     for name, value in want.items():
         np.testing.assert_array_equal(have[name], value, err_msg=name)

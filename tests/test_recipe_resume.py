@@ -6,7 +6,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from recipe_data import tiny_args
+from recipe_data import interrupt_after_checkpoint, network_state, tiny_args
 
 from slb_recipe import callbacks
 from slb_recipe import checkpoints as recipe
@@ -15,28 +15,8 @@ from slb_recipe.checkpoints import epoch_reached
 from slb_recipe.config import ConfigError, load_config
 from slb_recipe.output_folder import claimed_folder
 
-# Both differ between a straight and a resumed run by design: the resumed optimizer holds only the
-# remaining slice of the learning-rate array and counts its steps from zero.
-SCHEDULE_STATE = ("learning_rate", "global_step")
 # Shuffled: each epoch's data order must follow from (seed, epoch), not from the process's history.
 RESUME_SETTINGS = {"quant_type": "W1", "epoch_size": 4, "t_start_time": 0.25, "t_end_time": 0.75, "shuffle": True}
-
-
-def interrupt_after_checkpoint(monkeypatch, epoch):
-    """Make the run stop like Ctrl-C right after it saved the checkpoint of `epoch`."""
-    save = callbacks.CheckpointSaver.on_train_epoch_end
-
-    def save_then_interrupt(self, run_context):
-        save(self, run_context)
-        if self.has_trained_epoch + run_context.original_args().cur_epoch_num == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(callbacks.CheckpointSaver, "on_train_epoch_end", save_then_interrupt)
-
-
-def network_state(checkpoint):
-    return {name: value.asnumpy() for name, value in ms.load_checkpoint(checkpoint).items()
-            if name not in SCHEDULE_STATE and not isinstance(value, str)}
 
 
 def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
