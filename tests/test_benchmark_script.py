@@ -1,6 +1,7 @@
 """The benchmark scripts measure every configuration and report ratios to float."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -126,12 +127,14 @@ def test_performance_report_prints_every_table_from_one_run(tmp_path):
         assert all(cell.strip().endswith(")") and "x (" in cell for cell in cells[label]), (label, cells[label])
 
 
-def test_stream_floor_counts_five_passes_over_k_logits_per_weight():
-    _, stdout = run_benchmark("stream_floor.py", "--weights", "1000000", "--repeats", "1", "--stream_values",
-                              "1000000")
+def test_stream_floor_sets_each_kernel_pass_against_the_bytes_it_moves():
+    _, stdout = run_benchmark("stream_floor.py", "--weights", "1000000", "--repeats", "1", "--bits", "1", "4")
     lines = stdout.splitlines()
-    assert lines[0].startswith("streaming rate (read + write bytes): ") and float(lines[0].split()[-2]) > 0
-    # Forward read, backward read, momentum read, both written: 5 passes of K values per weight.
-    gigabytes = {line.split(":")[0]: float(line.split()[2]) for line in lines[1:]}
-    assert gigabytes == {"W1 float32": 0.04, "W1 bfloat16": 0.02, "W2 float32": 0.08, "W2 bfloat16": 0.04,
-                         "W4 float32": 0.32, "W4 bfloat16": 0.16}
+    assert lines[0].startswith("1000000 weights, ") and lines[0].endswith("milliseconds, best of 1")
+    pattern = re.compile(r"(W\d \w+): forward ([\d.]+) \(reading ([\d.]+) GB of logits: ([\d.]+)\); backward with "
+                         r"the update ([\d.]+) \(rewriting ([\d.]+) GB of logits and momentum in place: ([\d.]+)\)$")
+    rows = {match[1]: [float(value) for value in match.groups()[1:]] for match in map(pattern.match, lines[1:])}
+    # The forward reads K logits per weight; the backward reads and writes K logits and K momentum values.
+    assert {name: (row[1], row[4]) for name, row in rows.items()} == {
+        "W1 float32": (0.01, 0.03), "W1 bfloat16": (0.0, 0.02), "W4 float32": (0.06, 0.26), "W4 bfloat16": (0.03, 0.13)}
+    assert all(row[index] > 0 for row in rows.values() for index in (0, 2, 3, 5))
