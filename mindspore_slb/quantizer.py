@@ -83,6 +83,11 @@ START_SPREAD = 0.5
 START_LIMIT = 0.9
 # Lowest start logit, relative to each weight's largest (see start_logits).
 START_FLOOR = -16.0
+# Weights per piece in which start logits are computed: for a whole layer at once, the K-fold float64
+# intermediates (0.3 GB each for the largest layer of ResNet18 at width 64, 4 bits) made building the
+# network take more memory than training it. Every value is computed weight by weight, so the pieces
+# give the same logits as one pass.
+START_PIECE = 1 << 18
 
 
 @functools.lru_cache(maxsize=None)
@@ -129,12 +134,17 @@ def start_logits(normalized, num_bits):
     margin = 1e-3 * spacing
     low = np.where(codes > 0, values[codes] - spacing / 2 + margin, -np.inf)
     high = np.where(codes < len(values) - 1, values[codes] + spacing / 2 - margin, np.inf)
-    centre = np.clip(centre, low, high)
-    logits = np.stack([-(value - centre) ** 2 / (2 * sigma * sigma) for value in values])
-    # Softmax ignores a common shift: the largest logit is 0. Far candidates would sit hundreds below
-    # (4 bits), where float32 cannot hold a learning step's change; at START_FLOOR their probability,
-    # below 1e-7 of the largest, is as good as theirs.
-    return np.maximum(logits - logits.max(axis=0), START_FLOOR).astype(np.float32)
+    centre = np.clip(centre, low, high).reshape(-1)
+    logits = np.empty((len(values),) + np.shape(normalized), np.float32)
+    rows = logits.reshape(len(values), -1)
+    for begin in range(0, centre.size, START_PIECE):
+        piece = centre[begin:begin + START_PIECE]
+        exponents = np.stack([-(value - piece) ** 2 / (2 * sigma * sigma) for value in values])
+        # Softmax ignores a common shift: the largest logit is 0. Far candidates would sit hundreds below
+        # (4 bits), where float32 cannot hold a learning step's change; at START_FLOOR their probability,
+        # below 1e-7 of the largest, is as good as theirs.
+        rows[:, begin:begin + START_PIECE] = np.maximum(exponents - exponents.max(axis=0), START_FLOOR)
+    return logits
 
 
 def fitted_channel_scale(weight, num_bits, iterations=5):
@@ -202,8 +212,14 @@ RANDOM_START_SPREAD = 0.25
 
 def random_start_logits(shape, num_bits, rng):
     """Logits ``[K, *shape]`` for the random start at temperature 1: independent normal values of
-    standard deviation RANDOM_START_SPREAD, drawn from the NumPy Generator ``rng``."""
-    return rng.normal(0.0, RANDOM_START_SPREAD, (2 ** num_bits,) + tuple(shape)).astype(np.float32)
+    standard deviation RANDOM_START_SPREAD, drawn from the NumPy Generator ``rng`` in order, START_PIECE
+    at a time (the same values as one draw of the whole shape, without its float64 copy)."""
+    logits = np.empty((2 ** num_bits,) + tuple(shape), np.float32)
+    values = logits.reshape(-1)
+    for begin in range(0, values.size, START_PIECE):
+        piece = values[begin:begin + START_PIECE]
+        piece[...] = rng.normal(0.0, RANDOM_START_SPREAD, piece.size)
+    return logits
 
 
 # How SLB's logits are stored (config key search_dtype): float32, or bfloat16 for half the memory of

@@ -7,8 +7,9 @@ import pytest
 from mindspore import Tensor, nn
 
 from mindspore_slb import QuantDtype, SlbQuantAwareTraining
+from mindspore_slb import quantizer
 from mindspore_slb.quantizer import (RANDOM_START_SPREAD, START_FLOOR, START_LIMIT, candidate_values, decidedness,
-                                     nearest_codes, normalized_weight)
+                                     nearest_codes, normalized_weight, random_start_logits, start_logits)
 from tiny_nets import DTYPES
 
 # Relative error of the start's soft weight against the float weight (He-initialised 3x3 conv, 16 -> 32
@@ -64,6 +65,24 @@ def test_start_logits_are_not_decided(bits):
     assert np.sort(probabilities, axis=0)[-2].min() > 1e-3
     # Largest 0, none below START_FLOOR: float32 resolves a learning step's change of every logit.
     assert np.all(logits.max(axis=0) == 0) and logits.min() >= START_FLOOR
+
+
+@pytest.mark.parametrize("bits", [1, 4])
+def test_start_logits_computed_in_pieces_are_those_of_one_pass(bits, monkeypatch):
+    """The start is built START_PIECE weights at a time to bound apply's memory: pieces that end inside
+    a row of the weight, and one piece for all, give the same logits to the bit (float and random start)."""
+    normalized = np.random.default_rng(3).uniform(-1.2, 1.2, (6, 5, 3)).astype(np.float32)
+    def both(piece):
+        monkeypatch.setattr(quantizer, "START_PIECE", piece)
+        return start_logits(normalized, bits), random_start_logits(normalized.shape, bits, np.random.default_rng(4))
+    whole_float, whole_random = both(10 ** 6)
+    for piece in (7, 90):
+        pieced_float, pieced_random = both(piece)
+        assert pieced_float.shape == whole_float.shape == (2 ** bits, 6, 5, 3)
+        assert np.array_equal(pieced_float, whole_float) and np.array_equal(pieced_random, whole_random)
+    # The random start is what one draw of the whole shape gives.
+    expected = np.random.default_rng(4).normal(0.0, RANDOM_START_SPREAD, whole_random.shape).astype(np.float32)
+    assert np.array_equal(whole_random, expected)
 
 
 def test_nearest_codes_break_ties_to_the_lower_candidate():
