@@ -21,10 +21,6 @@ import numpy as np
 
 from mindspore_slb import native
 
-# The dtype names the kernel reads, and the numpy storage of each (bfloat16 as its 16 bits).
-STORAGE = {"float32": np.float32, "bfloat16": np.uint16}
-
-
 def _call(entry, arrays, dtypes):
     """entry(nparam, params, ndims, shapes, dtypes, ...) of the kernel library on numpy arrays."""
     count = len(arrays)
@@ -64,8 +60,7 @@ def measure(library, bits, dtype, weights, repeats, threads):
     values = rng.normal(0.0, 0.5, (candidates, weights)).astype(np.float32)
     logits = values if dtype == "float32" else (values.view(np.uint32) >> 16).astype(np.uint16)
     moment = np.zeros_like(logits)
-    one = np.ones(1, np.float32)
-    head = [logits, one, np.zeros(1, np.float32)]  # temperature 1, soft
+    head = [logits, np.ones(1, np.float32), np.zeros(1, np.float32)]  # temperature 1, soft
     weight = np.empty(weights, np.float32)
     forward = lambda: _call(library.SlbSoftWeightForward, head + [weight], [dtype, "float32", "float32", "float32"])
     update_inputs = [np.full(weights, 1e-3, np.float32), moment, np.full(1, 0.01, np.float32),
