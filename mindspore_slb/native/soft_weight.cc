@@ -283,19 +283,60 @@ void soft_forward(const Layer &L, float *w) {
   });
 }
 
-// Where the logits' gradient of a block goes. The backward pass computes it block by block: rows(b0)
-// is where candidate k's gradient for weights [b0, b0 + len) is written (at k * stride), and done()
-// is called once the block's K rows are complete, with the block's logits as float32 rows;
-// no_gradient() stands for an all-zero block.
+// A block's logits' gradient as the backward pass hands it over: row(k) is candidate k's gradient as
+// a function of the weight's index in the block, which a sink reads once, where it needs it.
 
-// The plain backward pass: the gradient is the op's output da [K, N].
+// Rows the backward pass wrote out in full (K = 2), candidate k's at rows + k * stride.
+struct StoredGradient {
+  const float *rows;
+  int64_t stride;
+  auto row(int64_t k) const {
+    const float *r = rows + k * stride;
+    return [r](int64_t i) { return r[i]; };
+  }
+};
+
+// The softmax's gradient, e_k * factor * (v_k - w), from its exponentials e (candidate k's at
+// e + k * stride), the per-weight factor g * s * T / sum and soft weight w. Left unmultiplied until
+// read, so that the fused update spends no pass over the block on it.
+struct SoftmaxGradient {
+  const float *e;
+  int64_t stride;
+  const float *factor, *w;
+  int64_t K;
+  auto row(int64_t k) const {
+    const float *r = e + k * stride, *f = factor, *soft = w;
+    const float v = candidate_value(k, K);
+    return [r, f, soft, v](int64_t i) { return r[i] * (f[i] * (v - soft[i])); };
+  }
+};
+
+// The hard weight's: zero.
+struct NoGradient {
+  auto row(int64_t) const {
+    return [](int64_t) { return 0.0f; };
+  }
+};
+
+// Where the logits' gradient of a block goes. The backward pass computes it block by block: rows(b0)
+// is scratch for candidate k's values over weights [b0, b0 + len) (at k * stride), and done() is called
+// once the block's gradient is complete, with the block's logits as float32 rows.
+
+// The plain backward pass: the gradient is the op's output da [K, N], and rows(b0) are da's own.
 struct GradientOutput {
   float *da;
   int64_t K, N;
   int64_t stride() const { return N; }
   float *rows(int64_t b0) const { return da + b0; }
-  void done(int64_t, int64_t, const Logits::Rows &, const float *) const {}
-  void no_gradient(int64_t b0, int64_t len, const Logits::Rows &) const {
+  void done(int64_t, int64_t, const Logits::Rows &, const StoredGradient &) const {}  // already in da
+  void done(int64_t b0, int64_t len, const Logits::Rows &, const SoftmaxGradient &gradient) const {
+    for (int64_t k = 0; k < K; ++k) {  // the exponentials were written to da: finished in place
+      const auto value = gradient.row(k);
+      float *row = da + k * N + b0;
+      for (int64_t i = 0; i < len; ++i) row[i] = value(i);
+    }
+  }
+  void done(int64_t b0, int64_t len, const Logits::Rows &, const NoGradient &) const {
     for (int64_t k = 0; k < K; ++k) std::memset(da + k * N + b0, 0, sizeof(float) * len);
   }
 };
@@ -307,21 +348,22 @@ struct MomentumStep {
   float lr, momentum, decay, grad_scale;
   uint32_t step;  // the optimizer's step counter: a new draw of stochastic rounding each step
 
-  // g nullptr: a zero gradient (the hard weight's), which still decays and carries momentum.
-  void apply(float *a, float *m, const float *g, int64_t len) const {
+  // gradient(i): the gradient of a[i] (zero for the hard weight, which still decays and carries momentum).
+  template <typename Gradient>
+  void apply(float *a, float *m, const Gradient &gradient, int64_t len) const {
     for (int64_t i = 0; i < len; ++i) {
-      const float grad = (a[i] * decay + (g ? g[i] : 0.0f)) * grad_scale;
+      const float grad = (a[i] * decay + gradient(i)) * grad_scale;
       m[i] = m[i] * momentum + grad;
       a[i] -= lr * m[i];
     }
   }
 };
 
-// The fused update: each block's gradient lives in a per-thread scratch of K x kBlock floats and
-// is applied to the logits and their momentum m (both [K, N], float32 or bfloat16 alike) at once,
-// so no [K, N] gradient is ever written. A block reads its logits before it updates them, and
-// blocks do not overlap. Float32 logits and momentum are updated where they are stored; bfloat16
-// ones in float32 rows, written back with stochastic rounding.
+// The fused update: each block's gradient is read where it is made (the per-thread scratch of K x kBlock
+// floats holds at most its exponentials) and applied to the logits and their momentum m (both [K, N],
+// float32 or bfloat16 alike) at once, so no [K, N] gradient is ever written. A block reads its logits
+// before it updates them, and blocks do not overlap. Float32 logits and momentum are updated where
+// they are stored; bfloat16 ones in float32 rows, written back with stochastic rounding.
 struct MomentumUpdate {
   Logits logits;
   void *m;
@@ -332,12 +374,13 @@ struct MomentumUpdate {
     scratch.resize(static_cast<size_t>(logits.K * kBlock));
     return scratch.data();
   }
-  void done(int64_t b0, int64_t len, const Logits::Rows &a, const float *gradient) const {
-    for (int64_t k = 0; k < logits.K; ++k) row_step(k, b0, len, a, gradient ? gradient + k * kBlock : nullptr);
+  template <typename Gradient>
+  void done(int64_t b0, int64_t len, const Logits::Rows &a, const Gradient &gradient) const {
+    for (int64_t k = 0; k < logits.K; ++k) row_step(k, b0, len, a, gradient.row(k));
   }
-  void no_gradient(int64_t b0, int64_t len, const Logits::Rows &a) const { done(b0, len, a, nullptr); }
 
-  void row_step(int64_t k, int64_t b0, int64_t len, const Logits::Rows &a, const float *g) const {
+  template <typename RowGradient>
+  void row_step(int64_t k, int64_t b0, int64_t len, const Logits::Rows &a, const RowGradient &g) const {
     const int64_t start = k * logits.N + b0;
     float *a_row = a.p + k * a.stride;
     if (logits.type == Storage::kFloat32) {
@@ -383,7 +426,7 @@ void soft_backward(const Layer &L, const float *g, const Sink &sink, float *ds) 
         v[i] = two_candidate_value(d, e);
       }
       if (ds) ds[c] += dot(g + b0, v, len);
-      sink.done(b0, len, a, rows);
+      sink.done(b0, len, a, StoredGradient{rows, stride});
     });
     return;
   }
@@ -393,18 +436,13 @@ void soft_backward(const Layer &L, const float *g, const Sink &sink, float *ds) 
     const float sT = L.scale_of(c) * T;
     const Logits::Rows a = L.a.rows(b0, len);
     float *rows = sink.rows(b0);
-    blk.compute(a.p, a.stride, K, len, T, rows, stride);  // rows hold exp(T (a - max)) for now
+    blk.compute(a.p, a.stride, K, len, T, rows, stride);  // rows: exp(T (a - max)), the gradient's e
     for (int64_t i = 0; i < len; ++i) {
       blk.weighted[i] /= blk.sum[i];  // now v
       factor[i] = g[b0 + i] * sT / blk.sum[i];
     }
-    for (int64_t k = 0; k < K; ++k) {
-      const float v = candidate_value(k, K);
-      float *row = rows + k * stride;
-      for (int64_t i = 0; i < len; ++i) row[i] *= factor[i] * (v - blk.weighted[i]);
-    }
     if (ds) ds[c] += dot(g + b0, blk.weighted, len);
-    sink.done(b0, len, a, rows);
+    sink.done(b0, len, a, SoftmaxGradient{rows, stride, factor, blk.weighted, K});
   });
 }
 
@@ -445,7 +483,7 @@ void hard_backward(const Layer &L, const float *g, const Sink &sink, float *ds) 
       hard_block(a, L.a.K, len, v);
       ds[c] += dot(g + b0, v, len);
     }
-    sink.no_gradient(b0, len, a);
+    sink.done(b0, len, a, NoGradient{});
   });
 }
 
