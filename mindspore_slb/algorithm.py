@@ -18,7 +18,7 @@ from mindspore_slb.layer_plan import (bits_for, check_plan, float_reason, format
 from mindspore_slb.layers import SLB
 from mindspore_slb.optimizer import SlbMomentum
 from mindspore_slb.packed_layers import refuse_packed
-from mindspore_slb.quantizer import RANDOM_START
+from mindspore_slb.quantizer import RANDOM_START, drawing_random_start
 from mindspore_slb.registry import handler_for, is_quantized, registered_layers
 from mindspore_slb.rewrite import replace_cells
 from mindspore_slb.slb_reader import fspath
@@ -181,14 +181,15 @@ class SlbQuantAwareTraining:
                 act_quantizer = SlbActQuantizer() if config.enable_act_quant else None
                 replacement = handler.build(cell, bits, act_quantizer, config.enable_weight_scale,
                                             config.weight_search)
-                replacement.start_at_temperature(config.t_start_val, rng)
+                replacement.start_at_temperature(config.t_start_val)
                 if config.weight_search == SLB:
                     replacement.weight_quantizer().store_logits_in(replacement.searched_weight(), config.search_dtype)
             rows.append(summary_row(path, cell, cell if replacement is None else replacement, bits,
                                     None if bits is not None else float_reason(path, cell, handler, config)))
             return replacement
 
-        network, replaced = replace_cells(network, quantize)
+        with drawing_random_start(rng):
+            network, replaced = replace_cells(network, quantize)
         self._summary = rows
         if not replaced:
             enabled = ", ".join(handler.float_type.__name__ for handler in registered_layers()

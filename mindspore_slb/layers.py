@@ -79,12 +79,11 @@ class SlbQuantLayer(nn.Cell):
     def weight_quantizer(self):
         return self.fake_quant_weight
 
-    def start_at_temperature(self, temperature, rng=None):
+    def start_at_temperature(self, temperature):
         """Set the quantizer to the schedule's first ``temperature``; SLB divides its start logits
-        by it, so that the soft weight is still the float one, or with a NumPy Generator ``rng``
-        draws them at random first (``search_start`` "random"). The straight-through baseline has
-        no temperature and is left as it is."""
-        self.fake_quant_weight.start_at_temperature(self.searched_weight(), temperature, rng)
+        by it (built for temperature 1). The straight-through baseline has no temperature and is
+        left as it is."""
+        self.fake_quant_weight.start_at_temperature(self.searched_weight(), temperature)
 
     def searched_weight(self):
         """The trained Parameter the weight quantizer chooses the candidates from: the logits or
