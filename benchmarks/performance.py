@@ -8,7 +8,7 @@ how many times faster than Golden Stick each step is. Each cell is the median ov
 their range.
 
     python benchmarks/performance.py --anchor /tmp/gs_anchor      # everything, 3 rounds
-    python benchmarks/performance.py --rounds 1 --recipe_steps 10 --paths fused --optimizers SlbMomentum
+    python benchmarks/performance.py --rounds 1 --recipe_steps 10 --paths fused --optimizers SlbMomentum --bits 4
 """
 import argparse
 import json
@@ -30,6 +30,8 @@ def parse_args(argv=None):
     parser.add_argument("--recipe_steps", type=int, default=40, help="training steps per recipe epoch")
     parser.add_argument("--recipe_widths", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--step_width", type=int, default=64, help="the isolated step's ResNet18 width")
+    parser.add_argument("--bits", type=int, nargs="+", default=list(BITS), choices=BITS,
+                        help="the weight bits measured (a table's other columns read '-')")
     parser.add_argument("--paths", nargs="+", default=list(RECIPE_PATHS), choices=RECIPE_PATHS,
                         help="this package's recipe paths (recipe_benchmark.py)")
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS,
@@ -111,10 +113,11 @@ def step_tables(step):
 
 
 def measure(args, paths, recipe_json, step_json):
+    bits = ["--bits", *map(str, args.bits)]
     run("recipe_benchmark.py", ["--widths", *map(str, args.recipe_widths), "--rounds", str(args.rounds), "--steps",
-                                str(args.recipe_steps), "--paths", *paths, "--json", recipe_json])
+                                str(args.recipe_steps), "--paths", *paths, *bits, "--json", recipe_json])
     run("benchmark.py", ["--width", str(args.step_width), "--modes", "GRAPH", "PYNATIVE", "--rounds", str(args.rounds),
-                         "--optimizers", *args.optimizers, "--training_only", "--json", step_json])
+                         "--optimizers", *args.optimizers, *bits, "--training_only", "--json", step_json])
 
 
 def main(argv=None):
