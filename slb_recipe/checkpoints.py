@@ -61,29 +61,30 @@ def checkpoint_record(config):
     return {key: CANONICAL_RECORD.get(key, lambda value: value)(getattr(config, key)) for key in keys}
 
 
-def read_checkpoint(path, config, record=None):
+def read_checkpoint(path, config, record=None, source="checkpoint", wanted="this run has"):
     """The parameters of the checkpoint at path, refused when its record differs from `record`
-    (default: checkpoint_record(config)).
+    (default: checkpoint_record(config)). Errors name the file as `source` (the config key it
+    came from, where it came from one) and the record's value as what `wanted`.
 
     Checkpoints without a record (written before it existed) are left to load_into_network's checks.
     """
-    param_dict = _load(path)
+    param_dict = _load(path, source=source)
     for key, expected in (checkpoint_record(config) if record is None else record).items():
         recorded = _recorded_value(param_dict, key)
         if recorded is not None and recorded != expected:
-            raise RecipeError(f"checkpoint '{path}' was trained with {key} {_shown(recorded)}, "
-                              f"this run has {key} {_shown(expected)}")
+            raise RecipeError(f"{source} '{path}' was trained with {key} {_shown(recorded)}, "
+                              f"{wanted} {key} {_shown(expected)}")
     return param_dict
 
 
-def _load(path, choice_func=None):
+def _load(path, choice_func=None, source="checkpoint"):
     """ms.load_checkpoint (the entries choice_func accepts), failing with one line naming the file."""
     if not os.path.isfile(path):
-        raise RecipeError(f"checkpoint '{path}' is not a file")
+        raise RecipeError(f"{source} '{path}' is not a file")
     try:
         return ms.load_checkpoint(path, choice_func=choice_func)
     except (ValueError, RuntimeError) as error:  # MindSpore's messages blame filters or name no cause
-        raise RecipeError(f"checkpoint '{path}' is not a readable MindSpore checkpoint "
+        raise RecipeError(f"{source} '{path}' is not a readable MindSpore checkpoint "
                           f"({type(error).__name__})") from error
 
 
@@ -104,13 +105,14 @@ def read_float_start(config):
     width, class_num and dataset), or None when it is not set."""
     if not config.float_checkpoint:
         return None
-    return read_checkpoint(config.float_checkpoint, config, {**checkpoint_record(config), "quant_type": FLOAT})
+    return read_checkpoint(config.float_checkpoint, config, {**checkpoint_record(config), "quant_type": FLOAT},
+                           source="float_checkpoint", wanted="a float start needs")
 
 
-def checkpoint_progress(path):
+def checkpoint_progress(path, source="checkpoint"):
     """(quant_type, epoch reached) a recipe checkpoint records, each None where it records none;
     reads those two entries only."""
-    entries = _load(path, lambda name: name in ("quant_type", EPOCH_KEY))
+    entries = _load(path, lambda name: name in ("quant_type", EPOCH_KEY), source)
     return _recorded_value(entries, "quant_type"), epoch_reached(entries)
 
 

@@ -61,7 +61,7 @@ def build_network(config, has_trained_epoch=0, float_start=None):
 def load_trained_network(config):
     """The network of config with the checkpoint eval/export should use. Returns (net, algo, path)."""
     path = resolve_checkpoint(config)
-    param_dict = read_checkpoint(path, config)
+    param_dict = read_checkpoint(path, config, source="checkpoint_file_path" if config.checkpoint_file_path else "checkpoint")
     net, algo = build_network(config)
     load_into_network(net, param_dict, path)
     return net, algo, path

@@ -43,7 +43,7 @@ def resume_state(config, stop_epoch):
     """(checkpoint dict or None, epochs already trained) for --pre_trained."""
     if not config.pre_trained:
         return None, config.has_trained_epoch
-    param_dict = read_checkpoint(config.pre_trained, config)
+    param_dict = read_checkpoint(config.pre_trained, config, source="pre_trained")
     reached = epoch_reached(param_dict)
     has_trained_epoch = config.has_trained_epoch if reached is None else reached
     if has_trained_epoch >= stop_epoch:
@@ -135,7 +135,7 @@ def float_epochs_reached(config):
         return None
     if not config.pre_trained:
         return 0
-    quant_type, epoch = checkpoint_progress(config.pre_trained)
+    quant_type, epoch = checkpoint_progress(config.pre_trained, "pre_trained")
     return (epoch or 0) if quant_type == FLOAT else None
 
 

@@ -146,7 +146,7 @@ def test_checkpoint_record_is_compared_before_loading(tmp_path):
     for main in (evaluation.main, export.main):
         assert "was trained with quant_type W1A8, this run has quant_type W1" in exit_message(main, as_w1)
     wider = tiny_args(tmp_path / "resumed", quant_type="W1A8", width=8, epoch_size=2, pre_trained=checkpoint)
-    assert f"checkpoint '{checkpoint}' was trained with width 4, this run has width 8" in \
+    assert f"pre_trained '{checkpoint}' was trained with width 4, this run has width 8" in \
         exit_message(train.main, wider)
 
 
@@ -170,4 +170,4 @@ def test_unreadable_checkpoints_are_named_as_such(tmp_path):
         path = tmp_path / f"{name}.ckpt"
         path.write_bytes(content)
         message = exit_message(evaluation.main, tiny_args(tmp_path, checkpoint_file_path=str(path)))
-        assert f"checkpoint '{path}' is not a readable MindSpore checkpoint" in message
+        assert f"checkpoint_file_path '{path}' is not a readable MindSpore checkpoint" in message

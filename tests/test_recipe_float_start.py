@@ -49,15 +49,16 @@ def test_a_quantized_run_starts_from_the_float_checkpoint(float_run, tmp_path, q
 
 def test_a_float_start_of_another_recipe_or_precision_is_refused_before_training(float_run, tmp_path):
     folder, checkpoint = float_run
-    for overrides, words in (({"width": 8}, "trained with width 4, this run has width 8"),
-                             ({"class_num": 5}, "trained with class_num 10, this run has class_num 5")):
+    for overrides, words in (({"width": 8}, "trained with width 4, a float start needs width 8"),
+                             ({"class_num": 5}, "trained with class_num 10, a float start needs class_num 5")):
         with pytest.raises(SystemExit, match=words):
             train.main(tiny_args(tmp_path / str(len(words)), quant_type="W1", float_checkpoint=checkpoint,
                                  **overrides))
     quantized = train.main(tiny_args(tmp_path / "w1", quant_type="W1", epoch_size=1))["checkpoint"]
-    with pytest.raises(SystemExit, match="trained with quant_type W1, this run has quant_type W32"):
+    with pytest.raises(SystemExit, match="float_checkpoint '.*' was trained with quant_type W1, a float start "
+                                         "needs quant_type W32"):
         train.main(tiny_args(tmp_path / "again", quant_type="W1", float_checkpoint=quantized))
-    with pytest.raises(SystemExit, match="is not a file"):
+    with pytest.raises(SystemExit, match="float_checkpoint '.*none.ckpt' is not a file"):
         train.main(tiny_args(tmp_path / "missing", quant_type="W1",
                              float_checkpoint=os.path.join(folder, "none.ckpt")))
     assert not os.path.exists(tmp_path / "again" / "checkpoint" / "resnet18_W1-1.ckpt")
