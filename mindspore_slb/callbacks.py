@@ -97,6 +97,14 @@ class TemperatureScheduler(Callback):
 
     def on_train_begin(self, run_context):
         self.epochs.reset()
+        config = self.config
+        if temperature_at_epoch(1, config)[1]:
+            # Legitimate for a resumed or float-first run entering the hard phase only if the schedule
+            # had soft epochs before it; this one has none, so no epoch of the run ever searches.
+            logger.warning("The temperature schedule is hard from epoch 1 (int(epoch_size * t_end_time) = "
+                           "int(%d * %g) = %d): SLB trains no epoch of search and keeps its start's choices. "
+                           "Train more epochs or raise 't_end_time'.", config.epoch_size, config.t_end_time,
+                           int(config.epoch_size * config.t_end_time))
 
     def on_train_epoch_begin(self, run_context):
         set_epoch_temperature(run_context.original_args().network, self.epochs.epoch(run_context),

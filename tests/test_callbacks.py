@@ -92,6 +92,18 @@ def test_callback_without_any_schedule_warns_at_the_end(mode, caplog):
     assert "'epoch_size' and 'has_trained_epoch' are unset" in caplog.text
 
 
+@pytest.mark.parametrize("epoch_size, warned", [(2, True), (5, False)])
+def test_a_schedule_with_no_soft_epoch_warns_when_training_begins(mode, caplog, epoch_size, warned):
+    """With t_end_time 0.8, 2 epochs are hard from the first: the search never runs. A run resumed
+    into its hard phase (epochs 4-5 of 5) trains hard epochs too, but its schedule had soft ones."""
+    with caplog.at_level(logging.WARNING, logger="mindspore_slb"):
+        seen = train_and_record(mode, lambda algo, model, data: algo.callbacks(model, data), epoch_size=epoch_size,
+                                has_trained_epoch=epoch_size - 2)
+    assert len(seen) == 2 and all(hard for _, hard in seen)
+    assert ("hard from epoch 1 (int(epoch_size * t_end_time) = int(2 * 0.8) = 1)" in caplog.text) == warned
+    assert ("SLB trains no epoch of search" in caplog.text) == warned
+
+
 def test_callback_with_bn_calibration_needs_the_schedule():
     algo = SlbQuantAwareTraining({"enable_bn_calibration": True})
     with pytest.raises(RuntimeError, match="'epoch_size' must be set"):
