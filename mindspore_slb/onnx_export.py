@@ -1,6 +1,6 @@
 """ONNX export of a trained quantized network, its quantized weights as float32 or bit-packed.
 
-MindSpore exports the converted network (``mindspore.export(..., file_format="ONNX")``, opset 11);
+MindSpore exports the converted network (``mindspore.onnx.export``, opset 11);
 for the packed form, each initializer that holds a quantized layer's weight is then replaced by the
 layer's packed codes (uint8, ``8 // bits`` per byte, as in the ``.slb`` file), its K candidate
 values and its per-channel scale, and a few standard operators rebuild the weight under the same
@@ -32,7 +32,7 @@ class OnnxExportError(ValueError):
 
 
 def exported_model(network, inputs):
-    """The ONNX model (``onnx.ModelProto``) of a deployable network, as ``mindspore.export`` writes it.
+    """The ONNX model (``onnx.ModelProto``) of a deployable network, as ``mindspore.onnx.export`` writes it.
 
     An operator MindSpore cannot export is an ``OnnxExportError`` naming it. MindSpore writes
     ``Round`` with its ``decimals`` input, which ONNX's Round does not have; a zero one is dropped.
@@ -40,7 +40,7 @@ def exported_model(network, inputs):
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "net")
         try:
-            ms.export(network, *inputs, file_name=path, file_format="ONNX")
+            ms.onnx.export(network, *inputs, file_name=path)
         except RuntimeError as error:
             found = _UNSUPPORTED.search(str(error))
             if found is None:
