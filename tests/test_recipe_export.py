@@ -72,7 +72,7 @@ def test_onnx_export_of_a_network_mindspore_cannot_export_is_one_line(trained_ar
     def unsupported(*_args, **_kwargs):
         raise RuntimeError("Can not find key InplaceAddExt in convert map. Exporting InplaceAddExt operator is not "
                            "yet supported.\n\n- C++ Call Stack: (For framework developers)\n...")
-    monkeypatch.setattr(ms, "export", unsupported)
+    monkeypatch.setattr(ms.onnx, "export", unsupported)
     with pytest.raises(SystemExit) as raised:
         export.main(trained_args + ["--file_format", "ONNX", "--file_name", "unsupported"])
     assert str(raised.value) == ("error: file_format ONNX: MindSpore cannot export ResNet to ONNX: it does not "
