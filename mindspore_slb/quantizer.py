@@ -27,8 +27,8 @@ from mindspore_slb import native
 __all__ = ["MAX_TEMPERATURE", "START_SPREAD", "START_LIMIT", "START_FLOOR", "candidate_values",
            "candidate_probabilities", "decidedness", "nearest_codes", "start_logits", "fitted_channel_scale",
            "normalized_weight", "logits_from_weight", "FLOAT_START", "RANDOM_START", "SEARCH_STARTS",
-           "RANDOM_START_SPREAD", "random_start_logits", "drawing_random_start", "SEARCH_DTYPES", "scale_weight", "CandidateQuantizer",
-           "SlbFakeQuantizerPerLayer"]
+           "RANDOM_START_SPREAD", "random_start_logits", "drawing_random_start", "SEARCH_DTYPES", "scale_weight",
+           "CandidateQuantizer", "SlbFakeQuantizerPerLayer"]
 
 # Largest softmax temperature. Far above any useful schedule (the softmax is one-hot in float32
 # long before), and low enough that T * (logit gap) and T * (upstream gradient) stay finite in
@@ -372,7 +372,8 @@ class SlbFakeQuantizerPerLayer(CandidateQuantizer):
         rng = _RANDOM_START_RNG.get()
         if rng is None:
             return logits_from_weight(weight, self.num_bits, with_scale)
-        _, scale = normalized_weight(weight, self.num_bits, with_scale)
+        # The scale normalized_weight would give, without normalizing the weight the random start ignores.
+        scale = fitted_channel_scale(weight, self.num_bits) if with_scale else None
         return random_start_logits(weight.shape, self.num_bits, rng), scale
 
     def new_parameter(self, weight, with_scale):
