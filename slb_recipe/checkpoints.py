@@ -121,21 +121,22 @@ def epoch_reached(param_dict):
     return int(param_dict[EPOCH_KEY].asnumpy()) if EPOCH_KEY in param_dict else None
 
 
-def load_into_network(net, param_dict, path):
-    """Load a checkpoint that must cover every parameter of net (a mismatch means another recipe)."""
-    _check_shapes(net, param_dict, path)
+def load_into_network(net, param_dict, path, source="checkpoint"):
+    """Load a checkpoint that must cover every parameter of net (a mismatch means another recipe);
+    errors name the file as `source`, as read_checkpoint's do."""
+    _check_shapes(net, param_dict, path, source)
     missing, _ = ms.load_param_into_net(net, param_dict)
     if missing:
-        raise RecipeError(f"checkpoint '{path}' lacks {len(missing)} parameters of this network "
+        raise RecipeError(f"{source} '{path}' lacks {len(missing)} parameters of this network "
                           f"(e.g. {missing[0]}): was it trained with another quant_type, width or class_num?")
 
 
-def _check_shapes(net, param_dict, path):
+def _check_shapes(net, param_dict, path, source):
     """Refuse before loading: MindSpore's own shape error names neither the checkpoint nor a likely cause."""
     for param in net.get_parameters():
         stored = param_dict.get(param.name)
         if stored is not None and not isinstance(stored, str) and tuple(stored.shape) != tuple(param.shape):
-            raise RecipeError(f"checkpoint '{path}' holds {param.name} of shape {tuple(stored.shape)}, this network "
+            raise RecipeError(f"{source} '{path}' holds {param.name} of shape {tuple(stored.shape)}, this network "
                               f"needs {tuple(param.shape)}: was it trained with another quant_type, width or "
                               "class_num?")
 

@@ -47,7 +47,7 @@ def build_network(config, has_trained_epoch=0, float_start=None):
     """
     net = resnet18(config.class_num, config.width, config.conv_init, config.dense_init)
     if float_start is not None:
-        load_into_network(net, float_start, config.float_checkpoint)
+        load_into_network(net, float_start, config.float_checkpoint, "float_checkpoint")
     algo = build_slb_algorithm(config, has_trained_epoch)
     if algo is not None:
         try:
@@ -61,7 +61,8 @@ def build_network(config, has_trained_epoch=0, float_start=None):
 def load_trained_network(config):
     """The network of config with the checkpoint eval/export should use. Returns (net, algo, path)."""
     path = resolve_checkpoint(config)
-    param_dict = read_checkpoint(path, config, source="checkpoint_file_path" if config.checkpoint_file_path else "checkpoint")
+    source = "checkpoint_file_path" if config.checkpoint_file_path else "checkpoint"
+    param_dict = read_checkpoint(path, config, source=source)
     net, algo = build_network(config)
-    load_into_network(net, param_dict, path)
+    load_into_network(net, param_dict, path, source)
     return net, algo, path

@@ -158,7 +158,7 @@ def _train(config, rank_id, rank_size, prepare_network, stop_epoch=None, float_s
     if prepare_network is not None:
         prepare_network(net)
     if resumed is not None:
-        load_into_network(net, resumed, config.pre_trained)
+        load_into_network(net, resumed, config.pre_trained, "pre_trained")
     schedule = get_lr(config.lr_init, config.lr_end, config.lr_max, config.warmup_epochs, config.epoch_size,
                       steps_per_epoch, config.lr_decay_mode)
     lrs = schedule[has_trained_epoch * steps_per_epoch:stop_epoch * steps_per_epoch]
